@@ -1,0 +1,1 @@
+"""c2m models: the decisions, pure (no Faust, no Kafka, no asyncio)."""
