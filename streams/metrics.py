@@ -1,0 +1,28 @@
+"""Prometheus metrics of DESIGN §8. Labels are bounded: topic, type, outcome, factory, action, kind."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS = Counter("c2m_events", "Input events by topic, type and outcome (ok, invalid, duplicate)",
+                 ["topic", "type", "outcome"])
+EVENT_AGE = Histogram("c2m_event_age_seconds", "Processing time minus event ts",
+                      buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600))
+TRIGGER_LATENCY = Histogram("c2m_trigger_latency_seconds",
+                            "Source event ts to trigger published on the factory topic", ["kind"],
+                            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+TRIGGERS = Counter("c2m_triggers", "Triggers published", ["factory", "action", "kind"])
+TRIGGER_UNITS = Counter("c2m_trigger_units", "Units asked of factories by published triggers",
+                        ["factory"])
+NICHES_ACTIVE = Gauge("c2m_niches_active", "Niches with state on this worker")
+FACTORY_OPEN_UNITS = Gauge("c2m_factory_open_units", "Units triggered and not yet completed",
+                           ["factory"])
+DEAD_LETTERS = Counter("c2m_dead_letters", "Records sent to the dead-letter topic", ["topic"])
+
+# event types a label may take; anything else is counted as "other" to bound cardinality
+KNOWN_TYPES = frozenset({"view", "search", "add_to_cart", "remove_from_cart", "wishlist", "share",
+                         "placed", "cancelled", "group_join", "unknown"})
+
+
+def type_label(etype: object) -> str:
+    return etype if isinstance(etype, str) and etype in KNOWN_TYPES else "other"
