@@ -1,0 +1,181 @@
+"""`c2m`: the command line. User mistakes end as one line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from streams.config import Settings
+from streams.errors import UserError
+
+console = Console(stderr=False, highlight=False)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """c2m: consumer clicks and orders in, right-sized production triggers out."""
+
+
+@cli.group()
+def broker() -> None:
+    """The local Apache Kafka broker (KRaft, resolved from Maven Central)."""
+
+
+@broker.command("start")
+@click.option("--port", default=9092, show_default=True, help="PLAINTEXT port on 127.0.0.1")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="log and state directory [default: ~/.cache/c2m/broker-PORT]")
+def broker_start(port: int, data_dir: Path | None) -> None:
+    """Start the broker (idempotent) and print its bootstrap address."""
+    from streams import broker as local
+
+    local.ensure_jars(progress=lambda line: console.print(f"[dim]{line}[/dim]"))
+    with console.status(f"starting Kafka {local.KAFKA_VERSION} on 127.0.0.1:{port}"):
+        st = local.start(port=port, data_dir=data_dir)
+    console.print(f"broker running (pid {st.pid}, data {st.data_dir})")
+    click.echo(st.bootstrap)
+
+
+@broker.command("stop")
+@click.option("--port", default=9092, show_default=True)
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+def broker_stop(port: int, data_dir: Path | None) -> None:
+    """Stop the broker with a controlled shutdown (SIGTERM) and wait for it."""
+    from streams import broker as local
+
+    click.echo("broker stopped" if local.stop(port=port, data_dir=data_dir) else "broker was not running")
+
+
+@broker.command("status")
+@click.option("--port", default=9092, show_default=True)
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None)
+def broker_status(port: int, data_dir: Path | None) -> None:
+    """Tell whether the local broker runs; exit 1 when it does not."""
+    from streams import broker as local
+
+    st = local.status(port=port, data_dir=data_dir)
+    if not st.running:
+        click.echo(f"broker not running (data {st.data_dir})")
+        sys.exit(1)
+    click.echo(f"broker running: {st.bootstrap} (pid {st.pid}, data {st.data_dir})")
+
+
+@cli.group()
+def topics() -> None:
+    """Topics from topics.yaml."""
+
+
+@topics.command("apply")
+@click.option("--file", "path", type=click.Path(path_type=Path), default=None,
+              help="topics file [default: C2M_TOPICS_FILE or ./topics.yaml]")
+@click.option("--dry-run", is_flag=True, help="print what would change, change nothing")
+def topics_apply(path: Path | None, dry_run: bool) -> None:
+    """Create missing topics, grow partitions, set configs. Never deletes."""
+    from streams import admin, topology
+
+    settings = Settings.from_env()
+    topo = topology.load(path or settings.topics_file)
+    changes = admin.apply(settings, topo, dry_run=dry_run)
+    click.echo(admin.render(changes, dry_run))
+
+
+@cli.command()
+@click.option("--loglevel", "-l", default="warning", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def worker(loglevel: str) -> None:
+    """Run a Faust worker (same as `faust -A streams.app worker`); run as many as you like."""
+    from streams import kafka
+
+    settings = Settings.from_env()
+    kafka.ensure_topics(settings, ["c2m.clickstream", "c2m.orders", "c2m.dead-letter"])
+    from streams.app import app
+
+    sys.argv = ["c2m worker", "worker", "--loglevel", loglevel]
+    app.main()
+
+
+@cli.command()
+@click.option("--rate", default=200.0, show_default=True, help="events per second")
+@click.option("--duration", default=None, type=float, help="seconds to run [default: until Ctrl-C]")
+@click.option("--seed", default=7, show_default=True)
+@click.option("--scenario", default="surge", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="write events to this JSONL file instead of Kafka (no pacing)")
+def simulate(rate: float, duration: float | None, seed: int, scenario: str, out: Path | None) -> None:
+    """Publish realistic shop events (or write them to a file)."""
+    from streams import simulate as sim
+    from streams import simulator
+
+    if rate <= 0:
+        raise UserError("--rate must be positive")
+    niches = simulator.scenario(scenario)
+    start_ms = int(time.time() * 1000)
+    if out is not None:
+        if duration is None:
+            raise UserError("--out needs --duration (a file cannot be endless)")
+        n = sim.write_jsonl(out, simulator.generate(niches, rate, duration, seed, start_ms))
+        click.echo(f"wrote {n} events to {out}")
+        return
+    from streams import kafka
+
+    settings = Settings.from_env()
+    kafka.ensure_topics(settings, ["c2m.clickstream", "c2m.orders"])
+    stop = threading.Event()
+    with console.status("publishing") as status:
+        try:
+            n = sim.publish(settings, simulator.generate(niches, rate, duration, seed, start_ms), stop,
+                            on_sent=lambda k: status.update(f"published {k} events to {settings.bootstrap}"))
+        except KeyboardInterrupt:
+            stop.set()
+            raise
+    click.echo(f"published {n} events to {settings.bootstrap}")
+
+
+@cli.command()
+@click.option("--factory", "factory_id", required=True, help="factory id from topics.yaml")
+@click.option("--from-beginning", is_flag=True, help="replay the topic from its start")
+def tail(factory_id: str, from_beginning: bool) -> None:
+    """Follow one factory's triggers, human-readable."""
+    from streams import tail as tailing
+    from streams import topology
+
+    settings = Settings.from_env()
+    topo = topology.load(settings.topics_file)
+    topo.factory(factory_id)
+    since_ms = 0 if from_beginning else int(time.time() * 1000)
+    tailing.follow(settings, [topology.trigger_topic(factory_id)], console, since_ms=since_ms)
+
+
+@cli.command()
+@click.option("--duration", default=None, type=float, help="seconds to run [default: until Ctrl-C]")
+@click.option("--rate", default=200.0, show_default=True, help="simulated events per second")
+@click.option("--port", default=9092, show_default=True, help="local broker port")
+def demo(duration: float | None, rate: float, port: int) -> None:
+    """Broker, topics, worker and simulator in one command, with triggers shown live."""
+    from streams import demo as running
+
+    raise SystemExit(running.run(duration=duration, rate=rate, port=port, console=console))
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except UserError as exc:
+        click.echo(f"c2m: error: {exc}", err=True)
+        sys.exit(1)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()
