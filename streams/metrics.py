@@ -17,6 +17,10 @@ TRIGGER_UNITS = Counter("c2m_trigger_units", "Units asked of factories by publis
 NICHES_ACTIVE = Gauge("c2m_niches_active", "Niches with state on this worker")
 FACTORY_OPEN_UNITS = Gauge("c2m_factory_open_units", "Units triggered and not yet completed",
                            ["factory"])
+FORECAST_MAE = Gauge("c2m_forecast_mae", "Progressive-validation mean absolute error of the demand forecast",
+                     ["horizon"])
+FORECAST_P90_COVERAGE = Gauge("c2m_forecast_p90_coverage", "Share of realised demand at or below the P90 forecast")
+DRIFT_DETECTED = Counter("c2m_drift_detected", "Demand shifts detected (the planner re-plans the niche at once)")
 DEAD_LETTERS = Counter("c2m_dead_letters", "Records sent to the dead-letter topic", ["topic"])
 
 # event types a label may take; anything else is counted as "other" to bound cardinality
