@@ -10,7 +10,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.records import DAY_MS, Event, Rejection, dead_letter, parse_click, parse_order
+from streams.records import (
+    DAY_MS,
+    CatalogRecord,
+    Event,
+    FactoryStatus,
+    Forecast,
+    Rejection,
+    TriggerRecord,
+    check_click,
+    check_order,
+    dead_letter,
+    parse_catalog,
+    parse_click,
+    parse_factory_status,
+    parse_order,
+    parse_trigger,
+    size_rejection,
+    valid_factory_id,
+)
 
 NOW = 1_764_000_001_000
 
@@ -348,3 +366,241 @@ def test_record_shaped_json_never_raises(value: dict[str, Any]) -> None:
             assert result.event_id
             assert isinstance(result.ts, int)
             assert 0 < result.ts <= NOW + DAY_MS
+
+
+# --- catalog, factory status and trigger records ------------------------------------------------
+
+CATALOG: dict[str, Any] = {"sku": "SKU-1", "attrs": {"category": "dress", "style": "boho", "color": "sage",
+                                                    "size": "M"}, "ts": 1764000000000}
+STATUS: dict[str, Any] = {"factory_id": "f-1", "trigger_id": "t-1", "revision": 2, "status": "accepted",
+                          "units": 300, "ts": 1764000100000}
+CAPACITY: dict[str, Any] = {"factory_id": "f-1", "status": "capacity", "capacity_units_per_day": 4000,
+                            "ts": 1764000100000}
+TRIGGER: dict[str, Any] = {
+    "trigger_id": "t-1", "revision": 1, "action": "start", "kind": "forecast", "factory_id": "f-1",
+    "niche": {"category": "dress", "style": "boho", "color": "sage", "size": "M", "region": "CN-GD"},
+    "units": 200, "due_by_ts": 1764259200000, "emitted_ts": 1764000001000,
+    "forecast": {"horizon_hours": 72, "p50": 180, "p90": 240, "model": "rule-v1", "cold_start": False},
+    "evidence": {"views": 5400, "add_to_cart": 610, "orders": 95, "drift": False},
+    "reason": "p90 demand over lead time exceeds open production by 240 units",
+}
+
+
+def catalog(**changes: Any) -> CatalogRecord | Rejection:
+    return parse_catalog(enc({**CATALOG, **changes}), NOW)
+
+
+def status(base: dict[str, Any] = STATUS, **changes: Any) -> FactoryStatus | Rejection:
+    return parse_factory_status(enc({**base, **changes}), NOW)
+
+
+def trigger(**changes: Any) -> TriggerRecord | Rejection:
+    return parse_trigger(enc({**TRIGGER, **changes}), NOW)
+
+
+def test_design_catalog_example_parses() -> None:
+    assert parse_catalog(enc(CATALOG), NOW) == CatalogRecord(sku="SKU-1", attrs=CATALOG["attrs"], ts=1764000000000)
+
+
+@pytest.mark.parametrize("field", ["sku", "attrs", "ts"])
+def test_catalog_missing_field_is_named(field: str) -> None:
+    r = reason(parse_catalog(without(CATALOG, field), NOW))
+    assert f"'{field}'" in r
+    assert "missing" in r
+
+
+@pytest.mark.parametrize(("field", "value", "named"), [
+    ("sku", 1, "'sku'"), ("sku", "", "'sku'"), ("attrs", "dress", "'attrs'"), ("attrs", {}, "'attrs'"),
+    ("attrs", {"category": "dress", "size": 38}, "'attrs.size'"), ("ts", "1764000000000", "'ts'"),
+    ("ts", 0, "'ts'"), ("ts", NOW + DAY_MS + 1, "'ts'"),
+])
+def test_catalog_bad_field_is_named(field: str, value: Any, named: str) -> None:
+    assert named in reason(catalog(**{field: value}))
+
+
+def test_catalog_size_limit_is_configurable() -> None:
+    raw = enc({**CATALOG, "padding": "x" * 2000})
+    assert "1000-byte limit" in reason(parse_catalog(raw, NOW, max_bytes=1000))
+    assert isinstance(parse_catalog(raw, NOW), CatalogRecord)
+
+
+def test_catalog_null_value_is_rejected() -> None:
+    assert "null" in reason(parse_catalog(None, NOW))
+
+
+def test_design_status_example_parses() -> None:
+    assert parse_factory_status(enc(STATUS), NOW) == FactoryStatus(
+        factory_id="f-1", status="accepted", ts=1764000100000, trigger_id="t-1", revision=2, units=300)
+
+
+@pytest.mark.parametrize("value", ["accepted", "rejected", "in_production", "completed"])
+def test_every_trigger_status_is_accepted(value: str) -> None:
+    st_ = status(status=value, reason="why not")
+    assert isinstance(st_, FactoryStatus)
+    assert st_.status == value
+    assert st_.reason == "why not"
+
+
+def test_capacity_status_needs_no_trigger_fields() -> None:
+    assert parse_factory_status(enc(CAPACITY), NOW) == FactoryStatus(
+        factory_id="f-1", status="capacity", ts=1764000100000, capacity_units_per_day=4000)
+
+
+def test_capacity_status_needs_capacity_units_per_day() -> None:
+    assert "'capacity_units_per_day'" in reason(parse_factory_status(without(CAPACITY, "capacity_units_per_day"), NOW))
+    assert "'capacity_units_per_day'" in reason(status(CAPACITY, capacity_units_per_day=-1))
+
+
+@pytest.mark.parametrize("field", ["factory_id", "trigger_id", "revision", "status", "units", "ts"])
+def test_status_missing_field_is_named(field: str) -> None:
+    r = reason(parse_factory_status(without(STATUS, field), NOW))
+    assert f"'{field}'" in r
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("status", "shipped"), ("revision", 0), ("revision", "2"), ("units", -1), ("units", 1.5), ("ts", NOW + 2 * DAY_MS),
+    ("factory_id", "f 1"), ("factory_id", "f/1"), ("factory_id", "f" * 201), ("trigger_id", ""), ("reason", ""),
+    ("reason", "x" * 4097), ("capacity_units_per_day", -5), ("revision", True),
+])
+def test_status_bad_field_is_named(field: str, value: Any) -> None:
+    assert f"'{field}'" in reason(status(**{field: value}))
+
+
+def test_status_units_may_be_zero() -> None:
+    assert isinstance(status(status="completed", units=0), FactoryStatus)
+
+
+def test_design_trigger_example_parses() -> None:
+    trig = parse_trigger(enc(TRIGGER), NOW)
+    assert isinstance(trig, TriggerRecord)
+    assert trig.key == ("t-1", 1)
+    assert trig.forecast == Forecast(horizon_hours=72, p50=180, p90=240, model="rule-v1", cold_start=False)
+    assert trig.niche["region"] == "CN-GD"
+    assert trig.evidence["views"] == 5400
+    assert trig.group_id is None
+    assert trig.to_dict() == TRIGGER
+
+
+def test_group_buy_trigger_carries_its_group() -> None:
+    trig = trigger(kind="group_buy", group_id="g-7")
+    assert isinstance(trig, TriggerRecord)
+    assert trig.group_id == "g-7"
+    assert trig.to_dict()["group_id"] == "g-7"
+    assert "'group_id'" in reason(trigger(kind="group_buy"))
+
+
+@pytest.mark.parametrize("action", ["start", "reorder", "revise", "cancel"])
+def test_every_trigger_action_is_accepted(action: str) -> None:
+    assert isinstance(trigger(action=action), TriggerRecord)
+
+
+def test_trigger_extra_fields_are_ignored() -> None:
+    assert trigger(priority="high", forecast={**TRIGGER["forecast"], "p10": 100}) == parse_trigger(enc(TRIGGER), NOW)
+
+
+@pytest.mark.parametrize("field", sorted(TRIGGER))
+def test_trigger_missing_field_is_named(field: str) -> None:
+    r = reason(parse_trigger(without(TRIGGER, field), NOW))
+    assert f"'{field}'" in r
+    assert "missing" in r
+
+
+@pytest.mark.parametrize(("field", "value", "named"), [
+    ("action", "pause", "'action'"), ("kind", "hunch", "'kind'"), ("revision", 0, "'revision'"),
+    ("units", 0, "'units'"), ("units", -200, "'units'"), ("units", 2.5, "'units'"), ("units", "200", "'units'"),
+    ("factory_id", "f:1", "'factory_id'"), ("niche", {}, "'niche'"), ("niche", {"size": 38}, "'niche.size'"),
+    ("due_by_ts", -1, "'due_by_ts'"), ("emitted_ts", NOW + DAY_MS + 1, "'emitted_ts'"),
+    ("forecast", [], "'forecast'"), ("evidence", "lots", "'evidence'"), ("reason", 7, "'reason'"),
+    ("group_id", 7, "'group_id'"), ("trigger_id", "t" * 257, "'trigger_id'"),
+])
+def test_trigger_bad_field_is_named(field: str, value: Any, named: str) -> None:
+    assert named in reason(trigger(**{field: value}))
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("horizon_hours", 0), ("horizon_hours", 1.5), ("p50", -1), ("p90", "240"), ("model", ""), ("cold_start", "no"),
+    ("cold_start", None), ("p50", True),
+])
+def test_trigger_bad_forecast_field_is_named_with_its_path(field: str, value: Any) -> None:
+    assert f"'forecast.{field}'" in reason(trigger(forecast={**TRIGGER["forecast"], field: value}))
+
+
+def test_trigger_due_by_may_be_far_ahead() -> None:
+    assert isinstance(trigger(due_by_ts=NOW + 30 * DAY_MS), TriggerRecord)
+
+
+def test_trigger_forecast_quantiles_may_be_floats() -> None:
+    trig = trigger(forecast={**TRIGGER["forecast"], "p50": 180.5, "p90": 240.25})
+    assert isinstance(trig, TriggerRecord)
+    assert trig.forecast.p90 == 240.25
+
+
+@pytest.mark.parametrize(("value", "ok"), [("f-gz-dress", True), ("F_1.a", True), ("", False), ("f 1", False),
+                                           ("f\n", False), ("工厂", False), (None, False), ("f" * 200, True)])
+def test_valid_factory_id(value: Any, ok: bool) -> None:
+    assert valid_factory_id(value) is ok
+
+
+@given(st.binary(max_size=300))
+@settings(max_examples=200)
+def test_new_parsers_never_raise_on_bytes(raw: bytes) -> None:
+    for parse in (parse_catalog, parse_factory_status, parse_trigger):
+        assert not isinstance(parse(raw, NOW), Exception)
+
+
+@st.composite
+def contract_like(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid catalog/status/trigger record with a few fields, nested ones included, replaced or dropped."""
+    base = {k: (dict(v) if isinstance(v, dict) else v)
+            for k, v in draw(st.sampled_from([CATALOG, STATUS, CAPACITY, TRIGGER])).items()}
+    for _ in range(draw(st.integers(0, 3))):
+        target = base
+        nested = [k for k, v in base.items() if isinstance(v, dict)]
+        if nested and draw(st.booleans()):
+            target = base[draw(st.sampled_from(nested))]
+        names = sorted(target) or ["x"]
+        name = draw(st.sampled_from(names))
+        value = draw(st.one_of(st.just(_MISSING), field_values))
+        if value is _MISSING:
+            target.pop(name, None)
+        else:
+            target[name] = value
+    return base
+
+
+@given(contract_like())
+@settings(max_examples=300)
+def test_contract_shaped_json_never_raises(value: dict[str, Any]) -> None:
+    raw = orjson.dumps(value)
+    for parse in (parse_catalog, parse_factory_status, parse_trigger):
+        result = parse(raw, NOW)
+        assert isinstance(result, CatalogRecord | FactoryStatus | TriggerRecord | Rejection)
+
+
+# --- check_click / check_order: the parsers' checks on a dict, for the producer SDK ------------------
+
+
+@given(record_like())
+@settings(max_examples=400)
+def test_dict_checks_agree_with_the_parsers(value: dict[str, Any]) -> None:
+    raw = orjson.dumps(value)
+    for parse, check in ((parse_click, check_click), (parse_order, check_order)):
+        parsed = parse(raw, NOW, max_bytes=2**40)
+        problem = check(value, NOW)
+        if isinstance(parsed, Rejection):
+            assert problem == parsed
+        else:
+            assert problem is None
+
+
+def test_dict_checks_reject_what_json_cannot_carry() -> None:
+    assert "'unit_price'" in reason(check_order({**ORDER, "unit_price": float("nan")}, NOW))  # type: ignore[arg-type]
+    assert "'unit_price'" in reason(check_order({**ORDER, "unit_price": float("inf")}, NOW))  # type: ignore[arg-type]
+    assert "object" in reason(check_click([CLICK], NOW))  # type: ignore[arg-type]
+    assert check_click(CLICK, NOW) is None
+
+
+def test_size_rejection_words_the_limit_as_the_parsers_do() -> None:
+    raw = enc({**CLICK, "padding": "x" * 2000})
+    assert size_rejection(raw, 1000) == parse_click(raw, NOW, max_bytes=1000)
+    assert size_rejection(raw, len(raw)) is None
