@@ -114,6 +114,12 @@ def apply(settings: Settings, topology: Topology, dry_run: bool = False,
     still rejects bad config names or values. A topic that another applier created between our
     describe and our create is not an error and not reported as our change.
     """
+    return apply_specs(settings, topology.topics, dry_run, timeout)
+
+
+def apply_specs(settings: Settings, desired: Sequence[TopicSpec], dry_run: bool = False,
+                timeout: float = 30.0) -> list[Change]:
+    """`apply` for any list of topics (the worker uses it for its own internal topic)."""
     admin, metadata = connect(settings, min(timeout, CONNECT_TIMEOUT))
     brokers = len(metadata.brokers)
     present = {
@@ -121,7 +127,7 @@ def apply(settings: Settings, topology: Topology, dry_run: bool = False,
         for name, t in metadata.topics.items()
         if t.error is None or t.error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART
     }
-    specs = {spec.name: spec for spec in topology.topics}
+    specs = {spec.name: spec for spec in desired}
 
     existing = _describe(admin, [name for name in specs if name in present], present, timeout)
     changes = diff(list(specs.values()), existing)

@@ -1,13 +1,16 @@
 """The Faust app. Agents are thin: they move records between Kafka and the pure functions.
 
 Data path: c2m.clickstream + c2m.orders --ingest--> <app>-niche-events (keyed by niche key)
---niche agent--> per-niche tables (demand, plan) --planner--> c2m.triggers.<factory_id>.
+--niche agent--> dedupe, per-niche tables (demand, plan) --planner--> c2m.triggers.<factory_id>.
+c2m.catalog --catalog agent--> a global table every worker reads to fill in event attributes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 import weakref
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,15 +22,20 @@ from faust.streams import _current_event
 from faust.types import EventT
 
 from models.demand import NicheDemand
-from models.planner import PlanState, RuleConfig, Trigger, plan_niche, record_issued
-from streams import metrics, topology
+from models.planner import RULE_MODEL, PlanState, RuleConfig, Trigger, demand_signal, plan_niche, record_issued
+from streams import api, metrics, topology
 from streams.config import Settings
-from streams.ingest import CLICKSTREAM, ORDERS, RawRecord, ingest
+from streams.ingest import CLICKSTREAM, ORDERS, RawRecord, ingest, source_topic
 from streams.metrics import type_label
+from streams.records import Rejection, dead_letter, parse_catalog
 
 BATCH = 1000
 BATCH_WITHIN_S = 0.2
 KEEP_BUCKETS = 48
+CATALOG = "c2m.catalog"
+# Input topics allow 16 MiB records (topics.yaml); the consumer must be able to fetch one to
+# dead-letter it, or it would stall on that offset.
+MAX_FETCH_BYTES = 17 * 1024 * 1024
 
 settings = Settings.from_env()
 TOPOLOGY = topology.load(settings.topics_file)
@@ -45,13 +53,21 @@ app = faust.App(
     web_host=settings.api_host,
     web_port=settings.api_port,
     consumer_auto_offset_reset=settings.auto_offset_reset,
+    consumer_max_fetch_size=MAX_FETCH_BYTES,
+    # Faust creates its internal topics while the consumer group first forms; a topic created a
+    # moment too late is "ignored" until the next metadata refresh triggers a rebalance. The
+    # default refresh (5 min) would leave a new worker half-assigned that long.
+    consumer_metadata_max_age_ms=5000,
 )
-setup_prometheus_sensors(app, pattern="/metrics")
+# Faust's own metrics under the c2m_ prefix whatever the app id, so dashboards and alerts match.
+setup_prometheus_sensors(app, pattern="/metrics", name_prefix="c2m")
 
 raw = {"key_serializer": "raw", "value_serializer": "raw"}
 source = app.topic(CLICKSTREAM, ORDERS, **raw)
-niche_events = app.topic(f"{settings.app_id}-niche-events", internal=True, partitions=PARTITIONS, **raw)
+NICHE_EVENTS = f"{settings.app_id}-niche-events"
+niche_events = app.topic(NICHE_EVENTS, internal=True, partitions=PARTITIONS, **raw)
 dead_letters = app.topic("c2m.dead-letter", **raw)
+catalog_source = app.topic(CATALOG, **raw)
 trigger_topics = {f.id: app.topic(topology.trigger_topic(f.id), **raw) for f in TOPOLOGY.factories}
 
 # Per-niche state, co-partitioned with niche_events: values are the pure models' to_dict() forms.
@@ -60,6 +76,14 @@ trigger_topics = {f.id: app.topic(topology.trigger_topic(f.id), **raw) for f in 
 _json = faust.Schema(key_serializer="json", value_serializer="json")
 demand_table = app.Table("demand", partitions=PARTITIONS, schema=_json)
 plan_table = app.Table("plan", partitions=PARTITIONS, schema=_json)
+# event_id -> 1 in tumbling windows of the dedupe window; a repeat is looked up in the current and
+# the previous window, so any repeat within one window length is caught. Faust expires old
+# windows (tombstones plus a compact,delete changelog), which bounds the state.
+DEDUPE_S = settings.dedupe_window_seconds
+seen_table = app.Table("seen", default=int, partitions=PARTITIONS, schema=_json).tumbling(
+    DEDUPE_S, expires=2 * DEDUPE_S)
+# sku -> validated attrs, on every worker: ingest fills in attributes events leave out.
+catalog_table = app.GlobalTable("catalog", partitions=TOPOLOGY.topic(CATALOG).partitions, schema=_json)
 
 # Units this worker has asked of each factory. Capacity accounting across workers and factory
 # answers (accepted/completed) come with the rolling planner; this is the skeleton's view.
@@ -87,7 +111,7 @@ async def ingest_agent(stream: faust.StreamT) -> None:
         now_ms = int(time.time() * 1000)
         batch = ingest((RawRecord(e.message.topic, e.message.partition, e.message.offset, e.value)
                         for e in events), now_ms, TOPOLOGY.niche_attributes, TOPOLOGY.size_bands,
-                       {}, settings.max_record_bytes)
+                       catalog_table, settings.max_record_bytes)
         for key, value in batch.niche_messages.items():
             await niche_events.send(key=key.encode(), value=value)
         for topic, value in batch.dead_letters:
@@ -99,23 +123,56 @@ async def ingest_agent(stream: faust.StreamT) -> None:
             metrics.EVENT_AGE.observe(max(0.0, now_ms - ts) / 1000)
 
 
+@app.agent(catalog_source)
+async def catalog_agent(stream: faust.StreamT) -> None:
+    """Validate catalog records into the global table; a bad one is dead-lettered, never applied."""
+    async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+        now_ms = int(time.time() * 1000)
+        for event in events:
+            msg = event.message
+            parsed = parse_catalog(event.value, now_ms, settings.max_record_bytes)
+            if isinstance(parsed, Rejection):
+                await dead_letters.send(key=CATALOG.encode(), value=dead_letter(
+                    parsed.reason, msg.topic, msg.partition, msg.offset, event.value))
+                metrics.DEAD_LETTERS.labels(CATALOG).inc()
+                continue
+            with acting_for(event):
+                catalog_table[parsed.sku] = parsed.attrs
+
+
 @app.agent(niche_events)
 async def niche_agent(stream: faust.StreamT) -> None:
     async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
         touched: dict[str, tuple[EventT, dict[str, str], NicheDemand]] = {}
+        outcomes: Counter[tuple[str, str, str]] = Counter()
         for event in events:
             key = event.key.decode()
             msg = orjson.loads(event.value)
             entry = touched.get(key)
             demand = entry[2] if entry else NicheDemand.from_dict(demand_table.get(key))
-            for row in msg["events"]:
-                demand.add(row[1], row[2], row[3], BUCKET_MS)
+            with acting_for(event):
+                for row in msg["events"]:
+                    fresh = _first_sighting(row[0], event)
+                    outcomes[(source_topic(row[1]), row[1], "ok" if fresh else "duplicate")] += 1
+                    if fresh:
+                        demand.add(row[1], row[2], row[3], BUCKET_MS)
             touched[key] = (event, msg["niche"], demand)
+        for (topic, etype, outcome), n in outcomes.items():
+            metrics.EVENTS.labels(topic, type_label(etype), outcome).inc(n)
         for key, (event, niche, demand) in touched.items():
             demand.trim(KEEP_BUCKETS, BUCKET_MS)
             with acting_for(event):
-                demand_table[key] = demand.to_dict()
+                demand_table[key] = {**demand.to_dict(), "niche": niche}
                 await _plan(key, niche, demand)
+
+
+def _first_sighting(event_id: str, event: EventT) -> bool:
+    """Record event_id as seen; False when it was already seen within the dedupe window."""
+    window = seen_table[event_id]
+    if window.current(event) or window.delta(DEDUPE_S, event):
+        return False
+    seen_table[event_id] = 1
+    return True
 
 
 async def _plan(key: str, niche: dict[str, str], demand: NicheDemand) -> None:
@@ -152,3 +209,28 @@ async def count_niches() -> None:
 async def healthz(web: Any, request: Any) -> Any:
     assigned = app.consumer.assignment() if app.consumer else set()
     return web.json({"status": "ok", "app_id": settings.app_id, "partitions_assigned": len(assigned)})
+
+
+@app.page("/api/niches")
+async def niches_view(web: Any, request: Any) -> Any:
+    """Niches of the partitions this worker owns, busiest first."""
+    limit = api.clamp_limit(request.query.get("limit"))
+    entries = (api.niche_entry(key, value, plan_table.get(key), _forecast(NicheDemand.from_dict(value)))
+               for key, value in demand_table.items())
+    return web.json(api.top_niches(entries, limit))
+
+
+@app.page("/api/triggers")
+async def triggers_view(web: Any, request: Any) -> Any:
+    factory = request.query.get("factory", "")
+    if factory not in trigger_topics:
+        return web.json({"error": f"unknown factory {factory!r}", "factories": sorted(trigger_topics)}, status=404)
+    limit = api.clamp_limit(request.query.get("limit"))
+    found = await asyncio.get_running_loop().run_in_executor(
+        None, api.recent_triggers, settings, topology.trigger_topic(factory), limit)
+    return web.json({"triggers": found})
+
+
+def _forecast(demand: NicheDemand) -> dict[str, Any]:
+    signal = demand_signal(demand, demand.last_ts_ms, BUCKET_MS, RULE)
+    return {"p50": round(signal), "p90": round(signal * 1.3), "model": RULE_MODEL}

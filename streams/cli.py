@@ -85,15 +85,22 @@ def topics_apply(path: Path | None, dry_run: bool) -> None:
 
 
 @cli.command()
-@click.option("--loglevel", "-l", default="warning", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--loglevel", "-l", default="warn", show_default=True,
+              type=click.Choice(["debug", "info", "warn", "error"]))
 def worker(loglevel: str) -> None:
     """Run a Faust worker (same as `faust -A streams.app worker`); run as many as you like."""
-    from streams import kafka
+    from streams import admin, kafka
 
     settings = Settings.from_env()
-    kafka.ensure_topics(settings, ["c2m.clickstream", "c2m.orders", "c2m.dead-letter"])
-    from streams.app import app
+    kafka.ensure_topics(settings, ["c2m.clickstream", "c2m.orders", "c2m.catalog", "c2m.dead-letter"])
+    from streams.app import NICHE_EVENTS, PARTITIONS, TOPOLOGY, app
+    from streams.topology import TopicSpec
+
+    # Faust creates its repartition topic concurrently with the first subscription; on a new app id
+    # the first rebalance can miss it ("Ignoring missing topic") and the niche agent then owns no
+    # partitions at all. Creating it first closes that race.
+    rf = TOPOLOGY.topic("c2m.clickstream").replication_factor
+    admin.apply_specs(settings, [TopicSpec(NICHE_EVENTS, PARTITIONS, rf)])
 
     sys.argv = ["c2m worker", "worker", "--loglevel", loglevel]
     app.main()

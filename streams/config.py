@@ -51,6 +51,7 @@ class Settings:
     plan_tick_seconds: float = 5.0
     max_record_bytes: int = 65536
     auto_offset_reset: str = "earliest"
+    dedupe_window_seconds: int = 86400
     security: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -73,12 +74,15 @@ class Settings:
             plan_tick_seconds=_float(e, "C2M_PLAN_TICK_SECONDS", 5.0),
             max_record_bytes=_int(e, "C2M_MAX_RECORD_BYTES", 65536),
             auto_offset_reset=e.get("C2M_AUTO_OFFSET_RESET") or "earliest",
+            dedupe_window_seconds=_int(e, "C2M_DEDUPE_WINDOW_SECONDS", 86400),
             security=security,
         )
         if settings.auto_offset_reset not in ("earliest", "latest"):
             raise UserError("C2M_AUTO_OFFSET_RESET must be earliest or latest")
         if settings.bucket_seconds <= 0:
             raise UserError("C2M_BUCKET_SECONDS must be positive")
+        if settings.dedupe_window_seconds <= 0:
+            raise UserError("C2M_DEDUPE_WINDOW_SECONDS must be positive")
         return settings
 
     def kafka_client_config(self) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 Events are grouped by niche so the repartition topic carries one message per niche per batch
 rather than one per click: that keeps Kafka and Faust per-message overhead off the hot path.
+Valid events are counted "ok" by the niche stage, after dedupe; this step counts the invalid ones
+(and free-text searches, which belong to no niche and so never reach that stage).
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from typing import Any, NamedTuple
 import orjson
 
 from streams.niches import MissingAttribute, niche_of
-from streams.records import Event, Rejection, dead_letter, parse_click, parse_order
+from streams.records import ORDER_TYPES, Event, Rejection, dead_letter, parse_click, parse_order
 
 CLICKSTREAM = "c2m.clickstream"
 ORDERS = "c2m.orders"
+DEAD_LETTER_RECORD_BYTES = 65536
 
 
 class RawRecord(NamedTuple):
@@ -35,6 +38,11 @@ class IngestBatch:
     dead_letters: list[tuple[str, bytes]] = field(default_factory=list)
     outcomes: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     event_ts: list[int] = field(default_factory=list)
+
+
+def source_topic(etype: str) -> str:
+    """The input topic an event type arrives on: order types and click types never overlap."""
+    return ORDERS if etype in ORDER_TYPES else CLICKSTREAM
 
 
 def compact(event: Event) -> list[Any]:
@@ -57,8 +65,9 @@ def ingest(records: Iterable[RawRecord], now_ms: int, attributes: tuple[str, ...
             _reject(out, rec, parsed.reason)
             continue
         attrs = parsed.attrs
-        if parsed.sku is not None and parsed.sku in catalog:
-            attrs = {**catalog[parsed.sku], **(attrs or {})}
+        known = catalog.get(parsed.sku) if parsed.sku is not None else None
+        if known is not None:
+            attrs = {**known, **(attrs or {})}
         if attrs is None:
             if parsed.sku is None:
                 # a search by free-text query has no product: it is counted, not attributed
@@ -72,7 +81,6 @@ def ingest(records: Iterable[RawRecord], now_ms: int, attributes: tuple[str, ...
             _reject(out, rec, f"field 'attrs.{exc.args[0]}': required for the niche key", parsed.type)
             continue
         grouped.setdefault(key, (niche, []))[1].append(compact(parsed))
-        out.outcomes[(rec.topic, parsed.type, "ok")] += 1
         out.event_ts.append(parsed.ts)
     for key, (niche, rows) in grouped.items():
         out.niche_messages[key] = orjson.dumps({"niche": niche, "events": rows})
@@ -80,6 +88,10 @@ def ingest(records: Iterable[RawRecord], now_ms: int, attributes: tuple[str, ...
 
 
 def _reject(out: IngestBatch, rec: RawRecord, reason: str, etype: str = "unknown") -> None:
-    out.dead_letters.append((rec.topic, dead_letter(reason, rec.topic, rec.partition, rec.offset,
-                                                    rec.value)))
+    raw = rec.value
+    if raw is not None and len(raw) > DEAD_LETTER_RECORD_BYTES:
+        # a 10 MB record would not fit the dead-letter topic (nor help anyone reading it)
+        raw = raw[:DEAD_LETTER_RECORD_BYTES]
+        reason += f" (record truncated to its first {DEAD_LETTER_RECORD_BYTES} bytes)"
+    out.dead_letters.append((rec.topic, dead_letter(reason, rec.topic, rec.partition, rec.offset, raw)))
     out.outcomes[(rec.topic, etype, "invalid")] += 1

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+
+# *_created series double the exposition for no use on dashboards or alerts
+disable_created_metrics()
 
 EVENTS = Counter("c2m_events", "Input events by topic, type and outcome (ok, invalid, duplicate)",
                  ["topic", "type", "outcome"])

@@ -1,0 +1,84 @@
+"""HTTP JSON API of DESIGN §8, as pure builders plus one Kafka read.
+
+/api/triggers reads the factory's trigger topic itself: the topic is the log of triggers, so every
+worker answers the same, exact list without keeping a copy in state.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, TopicPartition
+
+from models.demand import COUNT_KEYS
+from streams.config import Settings
+from streams.kafka import quiet_logger
+
+MAX_LIMIT = 1000
+
+
+def clamp_limit(raw: str | None, default: int = 50) -> int:
+    try:
+        value = int(raw) if raw is not None else default
+    except ValueError:
+        value = default
+    return max(1, min(MAX_LIMIT, value))
+
+
+def niche_entry(key: str, demand: dict[str, Any], plan: dict[str, Any] | None,
+                forecast: dict[str, Any]) -> dict[str, Any]:
+    counts = demand.get("counts", {})
+    open_trigger = (plan or {}).get("open") or {}
+    return {"niche": key, "attrs": demand.get("niche", {}),
+            "counts": {k: int(counts.get(k, 0)) for k in COUNT_KEYS},
+            "forecast": forecast, "open_units": int(open_trigger.get("units", 0))}
+
+
+def top_niches(entries: Iterable[dict[str, Any]], limit: int) -> dict[str, Any]:
+    """The busiest niches first: by units ordered, then add-to-carts, then views."""
+    def rank(e: dict[str, Any]) -> tuple[int, int, int]:
+        c = e["counts"]
+        return (c["units"], c["add_to_cart"], c["view"])
+
+    return {"niches": heapq.nlargest(limit, entries, key=rank)}
+
+
+def recent_triggers(settings: Settings, topic: str, limit: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """The newest `limit` triggers of a topic, newest first, read from the end of each partition."""
+    c = Consumer({**settings.kafka_client_config(), "group.id": "c2m-api", "enable.auto.commit": False,
+                  "logger": quiet_logger()})
+    try:
+        meta = c.list_topics(topic, timeout=timeout).topics.get(topic)
+        if meta is None or meta.error is not None:
+            return []
+        assignment = []
+        ends: dict[int, int] = {}
+        for p in meta.partitions:
+            low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            if high > low:
+                ends[p] = high
+                assignment.append(TopicPartition(topic, p, max(low, high - limit)))
+        if not assignment:
+            return []
+        c.assign(assignment)
+        out: list[dict[str, Any]] = []
+        remaining = {tp.partition for tp in assignment}
+        while remaining:
+            msg = c.poll(timeout)
+            if msg is None:
+                break
+            if msg.error():
+                continue
+            if msg.offset() >= ends[msg.partition()] - 1:
+                remaining.discard(msg.partition())
+            try:
+                out.append(orjson.loads(msg.value()))
+            except orjson.JSONDecodeError:
+                continue
+        out.sort(key=lambda t: (t.get("emitted_ts", 0), t.get("revision", 0)), reverse=True)
+        return out[:limit]
+    finally:
+        c.close()
