@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/c2m demo $(if $(DURATION),--duration $(DURATION))
 
 lint: $(STAMP)
-	$(BIN)/ruff check streams models tests
+	$(BIN)/ruff check streams models tests examples
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
