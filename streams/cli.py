@@ -169,6 +169,25 @@ def demo(duration: float | None, rate: float, port: int) -> None:
     raise SystemExit(running.run(duration=duration, rate=rate, port=port, console=console))
 
 
+@cli.command()
+@click.option("--events", default=200_000, show_default=True, help="events to pre-load and process")
+@click.option("--json", "as_json", is_flag=True, help="print the figures as one JSON object")
+def bench(events: int, as_json: bool) -> None:
+    """Worker ingest against a raw confluent-kafka consumer, on a private local broker."""
+    import orjson
+
+    from streams import bench as benchmark
+
+    with console.status("benchmark") as status:
+        figures = benchmark.run(events, progress=lambda step: status.update(step))
+    if as_json:
+        click.echo(orjson.dumps(figures).decode())
+        return
+    ingest = figures["ingest"]
+    console.print(f"ingest of {ingest['events']} events: worker {ingest['worker_events_per_s']:,}/s, "
+                  f"raw consumer {ingest['raw_events_per_s']:,}/s, ratio {ingest['ratio']}")
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)

@@ -36,7 +36,7 @@ class WorkerProcess:
                 env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         return self
 
-    def get(self, path: str, timeout: float = 2.0) -> Any:
+    def get(self, path: str, timeout: float = 10.0) -> Any:
         with urllib.request.urlopen(self.api + path, timeout=timeout) as resp:
             body = resp.read()
         return orjson.loads(body) if path != "/metrics" else body.decode()
