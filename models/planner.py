@@ -1,22 +1,42 @@
-"""The production planner: from a niche's demand to a trigger for a factory. Pure.
+"""The production planner: from a niche's forecast and stock to triggers for factories. Pure.
 
-This is the walking skeleton's rule: a threshold on recent funnel demand (ordered units plus a
-fraction of carts) starts one first batch per niche. The River forecaster and the rolling
-planner (reorder, revise, cancel) replace it.
+The rolling rule of DESIGN §7, for one niche per call, whenever the worker calls it (a planning
+tick, a drift, a rejection, a completed batch):
+
+    need = demand quantile over the lead time + uncovered orders - stock - open production
+
+- nothing unaccepted is open: need ≥ the factory's min batch starts a batch ("start" when the niche
+  has nothing open at all, else "reorder"), rounded up to whole steps, split across factories when
+  one cannot take it all;
+- a batch is open and not yet accepted: need ≥ one batch step grows it with a new revision of the
+  same trigger ("revise"); when what P90 demand still needs of it (whatever the service level:
+  "increase or stop" stops only on P90) falls more than one batch step below what it was sized for,
+  it shrinks ("revise" with fewer units) or, below the min batch, is cancelled ("cancel", units =
+  the units to stop). Accepted batches are never changed.
+
+Hysteresis keeps a niche hovering at a threshold from flapping: a start needs the full min batch, a
+revise a whole step, a shrink or cancel a fall of more than a step from the batch's own basis (not
+from its rounded-up units), and an open batch changes at most once per `min_revision_interval_ms`.
+
+The walking skeleton's threshold rule (`plan_niche`, `PlanState`, `record_issued`) stays until the
+worker switches over; its demand signal also gives a cold-start forecast (`rule_forecast`) when the
+engine has none.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from models.demand import NicheDemand, bucket_of
-from models.routing import Factory, batch_units, choose_factory
+from models.inventory import Lot, NicheStock
+from models.routing import HOUR_MS, CapacityBook, Factory, StatusLike, batch_floor, batch_units, choose_factory
 
 RULE_MODEL = "threshold-rule/v1"
+RULE_P90_FACTOR = 1.3
 
 
 @dataclass(frozen=True)
@@ -29,7 +49,7 @@ class RuleConfig:
 
 @dataclass
 class PlanState:
-    """What the planner has issued for one niche; lives in a changelogged table beside demand."""
+    """What the skeleton's rule has issued for one niche; lives in a changelogged table beside demand."""
 
     seq: int = 0
     open: dict[str, Any] | None = None
@@ -85,10 +105,28 @@ def demand_signal(demand: NicheDemand, now_ms: int, bucket_ms: int, cfg: RuleCon
     return units + cfg.cart_weight * carts
 
 
+def evidence_of(demand: NicheDemand, now_ms: int, bucket_ms: int, window_buckets: int,
+                drift: bool = False) -> dict[str, Any]:
+    """The funnel behind a decision: views, carts and orders over the recent window, and the drift flag."""
+    end = bucket_of(now_ms, bucket_ms)
+    return {key: demand.window(name, end, window_buckets, bucket_ms)
+            for key, name in (("views", "view"), ("add_to_cart", "add_to_cart"), ("orders", "orders"))} | {
+        "drift": drift}
+
+
+def rule_forecast(demand: NicheDemand, now_ms: int, bucket_ms: int, cfg: RuleConfig,
+                  horizon_hours: int) -> dict[str, Any]:
+    """A cold-start stand-in when the engine has no forecast: the recent demand signal, taken as the
+    demand over `horizon_hours` (crude on purpose; the pooled model replaces it as soon as it can)."""
+    signal = demand_signal(demand, now_ms, bucket_ms, cfg)
+    return {"horizon_hours": horizon_hours, "p50": round(signal, 2), "p90": round(signal * RULE_P90_FACTOR, 2),
+            "model": RULE_MODEL, "cold_start": True}
+
+
 def plan_niche(niche_key: str, niche: dict[str, str], demand: NicheDemand, state: PlanState,
                factories: Iterable[Factory], open_units: dict[str, int], now_ms: int,
                bucket_ms: int, cfg: RuleConfig) -> Trigger | None:
-    """Start a first batch when recent demand crosses the threshold and nothing is open yet."""
+    """The skeleton's rule: start a first batch when recent demand crosses the threshold and nothing is open."""
     if state.open is not None:
         return None
     signal = demand_signal(demand, now_ms, bucket_ms, cfg)
@@ -101,14 +139,6 @@ def plan_niche(niche_key: str, niche: dict[str, str], demand: NicheDemand, state
     if factory is None:
         return None
     units = batch_units(wanted, factory)
-    end = bucket_of(now_ms, bucket_ms)
-    window = (cfg.window_buckets, bucket_ms)
-    evidence = {
-        "views": demand.window("view", end, *window),
-        "add_to_cart": demand.window("add_to_cart", end, *window),
-        "orders": demand.window("orders", end, *window),
-        "drift": False,
-    }
     return Trigger(
         trigger_id=trigger_id(niche_key, state.seq + 1),
         revision=1,
@@ -117,11 +147,11 @@ def plan_niche(niche_key: str, niche: dict[str, str], demand: NicheDemand, state
         factory_id=factory.id,
         niche=niche,
         units=units,
-        due_by_ts=now_ms + factory.lead_time_hours * 3_600_000,
+        due_by_ts=factory.due(now_ms),
         emitted_ts=now_ms,
         forecast={"horizon_hours": factory.lead_time_hours, "p50": round(signal),
-                  "p90": round(signal * 1.3), "model": RULE_MODEL, "cold_start": True},
-        evidence=evidence,
+                  "p90": round(signal * RULE_P90_FACTOR), "model": RULE_MODEL, "cold_start": True},
+        evidence=evidence_of(demand, now_ms, bucket_ms, cfg.window_buckets),
         reason=(f"recent demand signal {signal:.0f} (ordered units + {cfg.cart_weight:g} x carts over "
                 f"{cfg.window_buckets} buckets) crossed {cfg.start_threshold:g}; first batch of {units}"),
     )
@@ -130,3 +160,247 @@ def plan_niche(niche_key: str, niche: dict[str, str], demand: NicheDemand, state
 def record_issued(state: PlanState, trig: Trigger) -> PlanState:
     return PlanState(seq=state.seq + 1, open={"trigger_id": trig.trigger_id, "revision": trig.revision,
                                               "factory_id": trig.factory_id, "units": trig.units})
+
+
+# -- the rolling planner ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """Service level = the demand quantile planned for: 0.5 is P50, 0.9 is P90, between interpolates.
+
+    A category's level wins over a factory's, which wins over the default: how much stock-out risk
+    is acceptable is first a property of the product.
+    """
+
+    service_level: float = 0.9
+    by_category: Mapping[str, float] = field(default_factory=dict)
+    by_factory: Mapping[str, float] = field(default_factory=dict)
+    min_revision_interval_ms: int = 10 * 60_000
+    avoid_after_reject_ms: int = 12 * HOUR_MS
+
+    def __post_init__(self) -> None:
+        levels = [self.service_level, *self.by_category.values(), *self.by_factory.values()]
+        if not all(0.5 <= level <= 0.9 for level in levels):
+            raise ValueError("service levels must lie between 0.5 (P50) and 0.9 (P90)")
+        if self.min_revision_interval_ms < 0 or self.avoid_after_reject_ms < 0:
+            raise ValueError("intervals must not be negative")
+
+    def level(self, category: str, factory_id: str) -> float:
+        return self.by_category.get(category, self.by_factory.get(factory_id, self.service_level))
+
+
+@dataclass
+class NichePlan:
+    """Everything the planner keeps per niche (one table value keyed by niche key): the trigger
+    sequence, the stock, and factories to avoid after they rejected this niche (id → until ms)."""
+
+    seq: int = 0
+    stock: NicheStock = field(default_factory=NicheStock)
+    avoid: dict[str, int] = field(default_factory=dict)
+
+    def on_status(self, status: StatusLike, now_ms: int, cfg: PlannerConfig) -> str:
+        """Apply a factory answer about one of this niche's lots (see NicheStock.apply_status).
+
+        A rejection also keeps the rejecting factory out of this niche's routing for a while; the
+        worker should then plan the niche at once, which re-routes the units elsewhere.
+        """
+        outcome = self.stock.apply_status(status)
+        if outcome == "rejected":
+            self.avoid[status.factory_id] = now_ms + cfg.avoid_after_reject_ms
+        return outcome
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "stock": self.stock.to_dict(), "avoid": dict(self.avoid)}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any] | None) -> NichePlan:
+        if not raw:
+            return cls()
+        return cls(seq=int(raw.get("seq", 0)), stock=NicheStock.from_dict(raw.get("stock")),
+                   avoid={k: int(v) for k, v in raw.get("avoid", {}).items()})
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    """The niche's new state, the triggers to admit and publish in order, and the decision in a line."""
+
+    state: NichePlan
+    triggers: tuple[Trigger, ...]
+    note: str
+
+
+def _newest_pending(stock: NicheStock) -> Lot | None:
+    return max(stock.pending(), key=lambda lot: (lot.changed_ms, lot.trigger_id), default=None)
+
+
+def planning_factory(category: str, state: NichePlan, book: CapacityBook, factories: Iterable[Factory],
+                     now_ms: int) -> Factory | None:
+    """The factory `plan` sizes the niche's need for (ask the engine for a forecast over its lead time).
+
+    The factory of the open, unaccepted lot if there is one (it may grow); otherwise the fastest
+    capable factory, not being avoided, with room for a min batch; else the fastest capable one.
+    """
+    factories = tuple(factories)
+    pending = _newest_pending(state.stock)
+    for f in factories:
+        if pending is not None and f.id == pending.factory_id:
+            return f
+    capable = sorted((f for f in factories if f.makes(category)), key=lambda f: (f.lead_time_hours, f.id))
+    allowed = [f for f in capable if state.avoid.get(f.id, 0) <= now_ms]
+    for f in allowed:
+        if batch_floor(book.room(f, now_ms, f.due(now_ms)), f):
+            return f
+    return (allowed or capable or [None])[0]
+
+
+def _num(x: float) -> str:
+    return f"{x:.0f}" if abs(x - round(x)) < 0.05 else f"{x:.1f}"
+
+
+@dataclass
+class _Round:
+    """One planning call: its inputs, the need it computed, and the triggers it issues."""
+
+    niche_key: str
+    niche: dict[str, str]
+    st: NichePlan
+    book: CapacityBook
+    factories: tuple[Factory, ...]
+    now_ms: int
+    cfg: PlannerConfig
+    factory: Factory
+    forecast: dict[str, Any]
+    evidence: dict[str, Any]
+    need: float  # at the service level: what to start or grow
+    explain: str
+    need_p90: float  # at P90: what an open batch must still be justified by ("increase or stop")
+    explain_p90: str
+    triggers: list[Trigger] = field(default_factory=list)
+
+    def issue(self, tid: str, revision: int, action: str, factory: Factory, units: int, due_by_ts: int,
+              basis: float, reason: str) -> None:
+        suffix = ""
+        if self.st.avoid:
+            suffix += f"; avoiding {', '.join(sorted(self.st.avoid))} after a rejection"
+        if self.evidence.get("drift"):
+            suffix += "; demand shift detected"
+        trig = Trigger(trigger_id=tid, revision=revision, action=action, kind="forecast", factory_id=factory.id,
+                       niche=self.niche, units=units, due_by_ts=due_by_ts, emitted_ts=self.now_ms,
+                       forecast=dict(self.forecast), evidence=dict(self.evidence), reason=reason + suffix)
+        self.st.stock.record(trig, basis, self.now_ms)
+        self.triggers.append(trig)
+
+    def new_lots(self, wanted: float, exclude: set[str], action: str, lead: str) -> str:
+        """Route `wanted` units as new lots; returns what happened, in a line."""
+        route = self.book.route(self.niche.get("category", ""), wanted, self.now_ms, self.factories,
+                                exclude=exclude)
+        if not route.parts:
+            return f"{lead}: {route.reason}"
+        split = ""
+        if len(route.parts) > 1:
+            split = " (split: " + ", ".join(f"{p.units} at {p.factory.id}" for p in route.parts) + ")"
+        short = f"; {_num(route.short)} more found no room" if route.short else ""
+        remaining = wanted
+        for part in route.parts:
+            self.st.seq += 1
+            self.issue(trigger_id(self.niche_key, self.st.seq), 1, action, part.factory, part.units,
+                       part.due_by_ts, min(float(part.units), max(0.0, remaining)),
+                       f"{lead}: {action} {part.units} at {part.factory.id}{split}{short}")
+            remaining -= part.units
+        return self.triggers[-1].reason
+
+    def start(self) -> str:
+        f = self.factory
+        if self.need < f.min_batch:
+            return f"{self.explain} < min batch {f.min_batch}: nothing to start"
+        action = "reorder" if self.st.stock.lots else "start"
+        return self.new_lots(self.need, set(self.st.avoid), action, f"{self.explain} ≥ min batch {f.min_batch}")
+
+    def adjust(self, lot: Lot) -> str:
+        """Grow, shrink or cancel the open, unaccepted lot, or hold it."""
+        f, step, units, basis = self.factory, self.factory.batch_step, lot.units, lot.basis
+        justified = self.need_p90 + units  # what P90 demand still needs of this lot, given everything else
+        grow = self.need >= step
+        if not grow and justified >= basis - step:
+            return f"{self.explain}: the {units} open at {f.id} still fit"
+        wait = lot.changed_ms + self.cfg.min_revision_interval_ms - self.now_ms
+        if wait > 0:
+            return f"{self.explain}: holding {lot.trigger_id} {wait // 1000} s more before revising it"
+        if grow:
+            room = self.book.room(f, self.now_ms, lot.due_by_ts, ignore=lot.trigger_id)
+            grown = min(units + math.ceil(self.need / step) * step, room // step * step)
+            note = f"{self.explain}: no room at {f.id} to grow {units}"
+            if grown >= units + step:
+                note = f"{self.explain} ≥ step {step}: revise {units} → {grown} at {f.id}"
+                self.issue(lot.trigger_id, lot.revision + 1, "revise", f, grown, lot.due_by_ts,
+                           min(self.need + units, float(grown)), note)
+            rest = self.need - max(0, grown - units)
+            if rest > 0:  # what the lot's factory has no room for goes elsewhere
+                note = self.new_lots(rest, {*self.st.avoid, f.id}, "reorder", f"{note}; {_num(rest)} more")
+            return note
+        fell = (f"{self.explain_p90}: the {units} open at {f.id} are needed for {_num(max(0.0, justified))}, "
+                f"more than a step below the {_num(basis)} they were sized for")
+        if justified < f.min_batch:
+            self.issue(lot.trigger_id, lot.revision + 1, "cancel", f, units, lot.due_by_ts, 0.0,
+                       f"{fell} and under min batch {f.min_batch}: cancel {units}")
+            return self.triggers[-1].reason
+        smaller = batch_units(justified, f)
+        if smaller >= units:
+            return f"{fell}: {units} is already the smallest batch for it"
+        self.issue(lot.trigger_id, lot.revision + 1, "revise", f, smaller, lot.due_by_ts, justified,
+                   f"{fell}: revise {units} → {smaller}")
+        return self.triggers[-1].reason
+
+
+def plan(niche_key: str, niche: Mapping[str, str], state: NichePlan, forecast: Mapping[str, Any],
+         evidence: Mapping[str, Any], book: CapacityBook, factories: Sequence[Factory], now_ms: int,
+         cfg: PlannerConfig | None = None) -> PlanResult:
+    """Plan one niche now. Pure: `state` and `book` are not changed; the new state is in the result.
+
+    `forecast` is {"horizon_hours", "p50", "p90", "model", "cold_start"}: demand over horizon_hours,
+    scaled linearly to the planning factory's lead time when the two differ (ask for
+    planning_factory(...).lead_time_hours to avoid it). `evidence` is evidence_of(...): views,
+    add_to_cart, orders, drift. Each trigger must be admitted to the capacity book
+    (CapacityBook.admit) before it is published, and the verdict goes back to the niche
+    (NicheStock.settle) whether or not it was admitted.
+    """
+    cfg = cfg or PlannerConfig()
+    st = NichePlan.from_dict(state.to_dict())
+    st.avoid = {k: until for k, until in st.avoid.items() if until > now_ms}
+    category = niche.get("category", "")
+    factory = planning_factory(category, st, book, factories, now_ms)
+    if factory is None:
+        return PlanResult(st, (), f"no factory makes {category!r}")
+    level = cfg.level(category, factory.id)
+    horizon = float(forecast.get("horizon_hours") or factory.lead_time_hours)
+    scale = factory.lead_time_hours / horizon
+    p50 = max(0.0, float(forecast.get("p50", 0.0))) * scale
+    p90 = max(p50, float(forecast.get("p90", 0.0)) * scale)
+    stock = st.stock
+    scaled = f", scaled from {_num(horizon)} h" if scale != 1 else ""
+
+    def need_at(q: float) -> tuple[float, float, str]:
+        demand = p50 + (p90 - p50) * (q - 0.5) / 0.4
+        need = demand + stock.backorder - stock.on_hand - stock.open_units
+        label = {0.5: "p50", 0.9: "p90"}.get(q, f"p{round(q * 100)}")
+        return demand, need, (f"{label} demand over {factory.lead_time_hours} h ({_num(demand)}{scaled}) + "
+                              f"{stock.backorder} confirmed - {stock.on_hand} stock - {stock.open_units} in "
+                              f"production = {_num(need)}")
+
+    demand, need, explain = need_at(level)
+    fc = {"horizon_hours": factory.lead_time_hours, "p50": round(p50, 2), "p90": round(p90, 2),
+          "model": str(forecast.get("model", "unknown")), "cold_start": bool(forecast.get("cold_start", False))}
+    ev = {**evidence, "plan": {"service_level": level, "demand": round(demand, 2), "uncovered_orders": stock.backorder,
+                               "inventory": stock.on_hand, "open_production": stock.open_units,
+                               "need": round(need, 2)}}
+    rnd = _Round(niche_key, dict(niche), st, book, tuple(factories), now_ms, cfg, factory, fc, ev, need, explain,
+                 *need_at(0.9)[1:])
+    pending = _newest_pending(stock)
+    if pending is None:
+        note = rnd.start()
+    elif pending.factory_id != factory.id:
+        note = f"{explain}: {pending.trigger_id} is open at {pending.factory_id}, which is no longer configured"
+    else:
+        note = rnd.adjust(pending)
+    return PlanResult(st, tuple(rnd.triggers), note)
