@@ -7,7 +7,9 @@ worker answers the same, exact list without keeping a copy in state.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+import itertools
+import math
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
@@ -18,6 +20,9 @@ from streams.config import Settings
 from streams.kafka import quiet_logger
 
 MAX_LIMIT = 1000
+# Buckets of history a niche entry carries for the dashboard's sparklines (the worker keeps 48).
+TREND_BUCKETS = 30
+TREND_KEYS = ("view", "add_to_cart", "orders", "units")
 
 
 def clamp_limit(raw: str | None, default: int = 50) -> int:
@@ -29,12 +34,42 @@ def clamp_limit(raw: str | None, default: int = 50) -> int:
 
 
 def niche_entry(key: str, demand: dict[str, Any], plan: dict[str, Any] | None,
-                forecast: dict[str, Any]) -> dict[str, Any]:
+                forecast: dict[str, Any], bucket_ms: int | None = None,
+                trend_buckets: int = TREND_BUCKETS) -> dict[str, Any]:
     counts = demand.get("counts", {})
     open_trigger = (plan or {}).get("open") or {}
     return {"niche": key, "attrs": demand.get("niche", {}),
             "counts": {k: int(counts.get(k, 0)) for k in COUNT_KEYS},
-            "forecast": forecast, "open_units": int(open_trigger.get("units", 0))}
+            "forecast": forecast, "open_units": int(open_trigger.get("units", 0)),
+            "last_ts_ms": int(demand.get("last_ts_ms", 0)),
+            "trend": trend(demand.get("buckets", {}), bucket_ms, trend_buckets)}
+
+
+def trend(buckets: Mapping[str, Mapping[str, int]], bucket_ms: int | None = None,
+          n: int = TREND_BUCKETS) -> dict[str, Any]:
+    """The last `n` buckets up to the niche's newest one, gaps filled with zeros, one list per count.
+
+    Columnar so a sparkline is one list. An additive field of /api/niches: `start_ms` is the first
+    bucket's start, `bucket_ms` the step. Without `bucket_ms` the step is inferred from the bucket
+    starts (their differences are multiples of it), which keeps the callers' signature unchanged.
+    """
+    starts = sorted(int(k) for k in buckets)
+    step = bucket_ms or _step(starts)
+    empty: dict[str, Any] = {"bucket_ms": step, "start_ms": 0, **{k: [] for k in TREND_KEYS}}
+    if not starts or step <= 0:
+        return empty
+    first = starts[-1] - (n - 1) * step
+    by_start = {int(k): v for k, v in buckets.items()}
+    span = [first + i * step for i in range(n)]
+    out: dict[str, Any] = {"bucket_ms": step, "start_ms": first}
+    for k in TREND_KEYS:
+        out[k] = [int((by_start.get(s) or {}).get(k, 0)) for s in span]
+    return out
+
+
+def _step(starts: list[int]) -> int:
+    gaps = [b - a for a, b in itertools.pairwise(starts) if b > a]
+    return math.gcd(*gaps) if gaps else 60_000
 
 
 def top_niches(entries: Iterable[dict[str, Any]], limit: int) -> dict[str, Any]:

@@ -44,11 +44,12 @@ def consumer(settings: Settings, topics: list[str]) -> Consumer:
 
 def follow(settings: Settings, topics: list[str], console: Console, since_ms: int = 0,
            stop: threading.Event | None = None,
-           on_trigger: Callable[[dict[str, Any]], None] | None = None) -> None:
+           on_trigger: Callable[[dict[str, Any]], None] | None = None, show: bool = True) -> None:
     """Print triggers published at or after `since_ms` (0: the whole topic) until `stop` is set.
 
     Reading from the start and filtering by record timestamp, rather than starting at the end,
-    means no trigger is missed while the consumer group is still being assigned.
+    means no trigger is missed while the consumer group is still being assigned. With show=False
+    only `on_trigger` sees them (the demo's live view draws them itself).
     """
     ensure_reachable(settings)
     c = consumer(settings, topics)
@@ -64,6 +65,7 @@ def follow(settings: Settings, topics: list[str], console: Console, since_ms: in
                 continue
             if on_trigger is not None:
                 on_trigger(trig)
-            console.print(format_trigger(trig))
+            if show:
+                console.print(format_trigger(trig))
     finally:
         c.close()

@@ -254,7 +254,7 @@ def run_ci(bin_dir: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_ci_run_installs_missing_system_packages_then_runs_make_test(tmp_path: Path) -> None:
-    bin_dir, log = fake_bin(tmp_path, present=["java", "mvn"])
+    bin_dir, log = fake_bin(tmp_path, present=["java", "mvn", "chromium"])
     proc = run_ci(bin_dir)
     assert proc.returncode == 0, proc.stderr
     calls = log.read_text().splitlines()
@@ -265,7 +265,7 @@ def test_ci_run_installs_missing_system_packages_then_runs_make_test(tmp_path: P
 
 
 def test_ci_run_installs_nothing_when_everything_is_there(tmp_path: Path) -> None:
-    bin_dir, log = fake_bin(tmp_path, present=["java", "mvn", "prometheus", "promtool"])
+    bin_dir, log = fake_bin(tmp_path, present=["java", "mvn", "prometheus", "promtool", "chromium"])
     proc = run_ci(bin_dir)
     assert proc.returncode == 0, proc.stderr
     assert log.read_text().splitlines() == ["make test"]
