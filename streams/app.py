@@ -20,10 +20,11 @@ import orjson
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.streams import _current_event
 from faust.types import EventT
+from mode.utils.times import want_seconds
 
 from models.demand import NicheDemand
 from models.planner import RULE_MODEL, PlanState, RuleConfig, Trigger, demand_signal, plan_niche, record_issued
-from streams import api, metrics, topology
+from streams import api, dashboard, metrics, topology
 from streams.config import Settings
 from streams.ingest import CLICKSTREAM, ORDERS, RawRecord, ingest, source_topic
 from streams.metrics import type_label
@@ -88,6 +89,26 @@ catalog_table = app.GlobalTable("catalog", partitions=TOPOLOGY.topic(CATALOG).pa
 # Units this worker has asked of each factory. Capacity accounting across workers and factory
 # answers (accepted/completed) come with the rolling planner; this is the skeleton's view.
 open_units: dict[str, int] = {}
+
+
+def internal_topic_specs() -> list[topology.TopicSpec]:
+    """The topics Faust would declare for this app (repartition and changelogs), as it would.
+
+    Faust creates them while the consumer group first forms; one created a moment too late is
+    "ignored" by that first assignment (a GlobalTable then never finishes recovery, an agent owns
+    no partitions). The worker creates them before Faust starts, which closes that race.
+    """
+    rf = TOPOLOGY.topic(CLICKSTREAM).replication_factor
+    specs = []
+    for topic in [niche_events, *(t.changelog_topic for t in app.tables.values())]:
+        config: dict[str, str] = {}
+        policy = ",".join(p for p, on in (("compact", topic.compacting), ("delete", topic.deleting)) if on)
+        if policy:
+            config["cleanup.policy"] = policy
+        if topic.retention:
+            config["retention.ms"] = str(int(want_seconds(topic.retention) * 1000))
+        specs.append(topology.TopicSpec(topic.get_topic_name(), topic.partitions or PARTITIONS, rf, config))
+    return specs
 
 
 @contextmanager
@@ -234,3 +255,4 @@ async def triggers_view(web: Any, request: Any) -> Any:
 def _forecast(demand: NicheDemand) -> dict[str, Any]:
     signal = demand_signal(demand, demand.last_ts_ms, BUCKET_MS, RULE)
     return {"p50": round(signal), "p90": round(signal * 1.3), "model": RULE_MODEL}
+dashboard.register(app, [f.id for f in TOPOLOGY.factories])
