@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import click
+import orjson
 from rich.console import Console
 
 from streams.config import Settings
@@ -93,14 +94,9 @@ def worker(loglevel: str) -> None:
 
     settings = Settings.from_env()
     kafka.ensure_topics(settings, ["c2m.clickstream", "c2m.orders", "c2m.catalog", "c2m.dead-letter"])
-    from streams.app import NICHE_EVENTS, PARTITIONS, TOPOLOGY, app
-    from streams.topology import TopicSpec
+    from streams.app import app, internal_topic_specs
 
-    # Faust creates its repartition topic concurrently with the first subscription; on a new app id
-    # the first rebalance can miss it ("Ignoring missing topic") and the niche agent then owns no
-    # partitions at all. Creating it first closes that race.
-    rf = TOPOLOGY.topic("c2m.clickstream").replication_factor
-    admin.apply_specs(settings, [TopicSpec(NICHE_EVENTS, PARTITIONS, rf)])
+    admin.apply_specs(settings, internal_topic_specs())
 
     sys.argv = ["c2m worker", "worker", "--loglevel", loglevel]
     app.main()
@@ -110,14 +106,33 @@ def worker(loglevel: str) -> None:
 @click.option("--rate", default=200.0, show_default=True, help="events per second")
 @click.option("--duration", default=None, type=float, help="seconds to run [default: until Ctrl-C]")
 @click.option("--seed", default=7, show_default=True)
-@click.option("--scenario", default="surge", show_default=True)
+@click.option("--scenario", default="surge", show_default=True,
+              help="live demo: surge, steady; day-scale, to a file: default, seasonal, fads, shock, launch")
+@click.option("--days", default=None, type=float,
+              help="day-scale scenarios: simulated days [default: the scenario's, 10]")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="write events to this JSONL file instead of Kafka (no pacing)")
-def simulate(rate: float, duration: float | None, seed: int, scenario: str, out: Path | None) -> None:
-    """Publish realistic shop events (or write them to a file)."""
-    from streams import simulate as sim
-    from streams import simulator
+def simulate(rate: float, duration: float | None, seed: int, scenario: str, days: float | None,
+             out: Path | None) -> None:
+    """Publish realistic shop events (or write them to a file).
 
+    The day-scale scenarios (--days of consumers, funnel lags, seasonality, fads, a conversion
+    shock, launches and group buys) are for `c2m backtest`: they are written to --out, with the
+    ground truth beside it as <name>.truth.json; --rate and --duration do not apply to them.
+    """
+    from streams import scenarios, simulator
+    from streams import simulate as sim
+
+    if scenario in scenarios.SCENARIOS:
+        if out is None:
+            raise UserError(f"scenario {scenario!r} covers days of traffic: write it to a file with --out")
+        spec = scenarios.spec(scenario, days)
+        with console.status(f"writing {spec.days:g} days of scenario {scenario!r} (seed {seed})"):
+            n, truth = scenarios.write(out, spec, seed)
+        click.echo(f"wrote {n} events to {out} (ground truth: {truth})")
+        return
+    if days is not None:
+        raise UserError(f"--days applies to the day-scale scenarios ({', '.join(scenarios.SCENARIOS)})")
     if rate <= 0:
         raise UserError("--rate must be positive")
     niches = simulator.scenario(scenario)
@@ -132,15 +147,39 @@ def simulate(rate: float, duration: float | None, seed: int, scenario: str, out:
 
     settings = Settings.from_env()
     kafka.ensure_topics(settings, ["c2m.clickstream", "c2m.orders"])
+    from streams import progress
+
     stop = threading.Event()
-    with console.status("publishing") as status:
-        try:
-            n = sim.publish(settings, simulator.generate(niches, rate, duration, seed, start_ms), stop,
-                            on_sent=lambda k: status.update(f"published {k} events to {settings.bootstrap}"))
-        except KeyboardInterrupt:
-            stop.set()
-            raise
+    try:
+        n = progress.publish(settings, simulator.generate(niches, rate, duration, seed, start_ms), duration,
+                             console, stop)
+    except KeyboardInterrupt:
+        stop.set()
+        raise
     click.echo(f"published {n} events to {settings.bootstrap}")
+
+
+@cli.command()
+@click.option("--events", "events", required=True, type=click.Path(path_type=Path),
+              help="JSONL event log, as `c2m simulate --out` writes it")
+@click.option("--json", "as_json", is_flag=True, help="print the figures as one JSON object")
+def backtest(events: Path, as_json: bool) -> None:
+    """Replay an event log through the worker's models, without Kafka; forecast error per
+    horizon against the baselines, P90 coverage, cold start and drift."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    from streams import backtest as replaying
+
+    err = Console(stderr=True)
+    with Progress("replaying", BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=err, transient=True,
+                  disable=not err.is_terminal) as bar:
+        task = bar.add_task("replay", total=None)
+        result = replaying.replay(events, progress=lambda done, total: bar.update(task, completed=done,
+                                                                                  total=total))
+    if as_json:
+        click.echo(orjson.dumps(result).decode())
+    else:
+        replaying.render(result, console)
 
 
 @cli.command()
