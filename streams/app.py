@@ -24,8 +24,9 @@ from mode.utils.times import want_seconds
 
 from models.demand import NicheDemand
 from models.planner import RULE_MODEL, PlanState, RuleConfig, Trigger, demand_signal, plan_niche, record_issued
-from streams import api, dashboard, metrics, topology
+from streams import api, dashboard, kafka, metrics, topology
 from streams.config import Settings
+from streams.errors import UserError
 from streams.ingest import CLICKSTREAM, ORDERS, RawRecord, ingest, source_topic
 from streams.metrics import type_label
 from streams.records import Rejection, dead_letter, parse_catalog
@@ -226,10 +227,33 @@ async def count_niches() -> None:
     metrics.NICHES_ACTIVE.set(len(demand_table))
 
 
+# Whether the cluster answered the last metadata probe; probed off the event loop on a timer.
+broker_reachable = {"ok": False, "checked_ts": 0}
+
+
+@app.timer(interval=10.0)
+async def probe_broker() -> None:
+    def probe() -> bool:
+        try:
+            kafka.connect(settings, timeout=3.0)
+        except UserError:
+            return False
+        return True
+
+    broker_reachable["ok"] = await asyncio.get_running_loop().run_in_executor(None, probe)
+    broker_reachable["checked_ts"] = int(time.time() * 1000)
+
+
 @app.page("/healthz")
 async def healthz(web: Any, request: Any) -> Any:
-    assigned = app.consumer.assignment() if app.consumer else set()
-    return web.json({"status": "ok", "app_id": settings.app_id, "partitions_assigned": len(assigned)})
+    """200 while the process serves; "status" says whether it can do its job. A liveness restart
+    cures neither a broker outage nor a rebalance, so those are reported, not failed."""
+    assigned = len(app.consumer.assignment()) if app.consumer else 0
+    reachable = bool(broker_reachable["ok"]) if broker_reachable["checked_ts"] else None  # None: not probed yet
+    return web.json({"status": "ok" if reachable is not False and assigned else "degraded",
+                     "app_id": settings.app_id,
+                     "partitions_assigned": assigned, "broker_reachable": reachable,
+                     "broker_checked_ts": broker_reachable["checked_ts"]})
 
 
 @app.page("/api/niches")

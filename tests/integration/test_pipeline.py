@@ -120,6 +120,17 @@ def test_metrics_count_events_and_triggers(worker: WorkerProcess) -> None:
     assert "c2m_trigger_latency_seconds_bucket" in text
 
 
+def test_healthz_reports_partitions_and_a_reachable_broker(worker: WorkerProcess) -> None:
+    deadline = time.monotonic() + 30  # the broker is probed every 10 s
+    health = worker.get("/healthz")
+    while health["broker_reachable"] is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+        health = worker.get("/healthz")
+    assert health["broker_reachable"] is True
+    assert health["partitions_assigned"] > 0
+    assert health["status"] == "ok"
+
+
 def _metric(text: str, series: str) -> float:
     for line in text.splitlines():
         if line.startswith(series):
