@@ -100,6 +100,8 @@ def _ring(n: int) -> int:
 
 @dataclass(frozen=True)
 class Forecast:
+    """Ordered units over the next `horizon_hours`: what a trigger's "forecast" field carries."""
+
     horizon_hours: float
     p50: float
     p90: float
@@ -128,6 +130,9 @@ class Scored:
 
 @dataclass
 class Advance:
+    """What one `advance` did: the buckets it closed (absolute numbers, ts // bucket_ms), the
+    drift it detected (count them, re-plan those niches now) and the forecasts it scored."""
+
     closed: list[int] = field(default_factory=list)
     drift: list[drifting.DriftEvent] = field(default_factory=list)
     scored: list[Scored] = field(default_factory=list)
@@ -135,6 +140,8 @@ class Advance:
 
 @dataclass(frozen=True)
 class HorizonScore:
+    """Progressive validation of one horizon: forecasts scored, MAE of their P50, P90 coverage."""
+
     n: int
     mae: float
     p90_coverage: float
@@ -257,26 +264,25 @@ class DemandEngine:
             getattr(self, name)[s] = 0
         return s
 
-    def _resident(self, key: str, attrs: Mapping[str, str] | None) -> int | None:
+    def _resident(self, key: str) -> int | None:
+        """The niche's slot: resident already, or reloaded through the loader; None if unknown."""
         s = self._slot.get(key)
-        if s is not None:
+        if s is not None or self.loader is None:
             return s
-        if self.loader is not None:
-            blob = self.loader(key)
-            if blob is not None:
-                try:
-                    return self._install(key, checkpoint.loads(blob, NICHE_KIND, NicheState))
-                except checkpoint.CheckpointError:
-                    self.rejected_checkpoints += 1  # start the niche afresh rather than trust it
-        if attrs is None:
+        blob = self.loader(key)
+        if blob is None:
             return None
+        try:
+            return self._install(key, checkpoint.loads(blob, NICHE_KIND, NicheState))
+        except checkpoint.CheckpointError:
+            self.rejected_checkpoints += 1  # start the niche afresh rather than trust it
+            return None
+
+    def _create(self, key: str, attrs: Mapping[str, str], open_b: int) -> int:
         s = self._new_slot(key, attrs)
         self._detectors[s] = drifting.Cusum()
-        start = self.pooled.open if self.pooled.open is not None else -1
-        self._first[s] = start
-        self._last_event[s] = start
-        self._last_closed[s] = start - 1
-        self._since[s] = start
+        self._first[s] = self._since[s] = self._last_event[s] = open_b
+        self._last_closed[s] = open_b - 1
         self._drift_bucket[s] = -(1 << 40)
         return s
 
@@ -311,11 +317,9 @@ class DemandEngine:
         if self.pooled.open is None:
             self.pooled.open = min(int(r[2]) for r in rows) // bm
         open_b = self.pooled.open
-        s = self._resident(key, attrs)
-        assert s is not None
-        if self._first[s] < 0:
-            self._first[s] = self._since[s] = self._last_event[s] = open_b
-            self._last_closed[s] = open_b - 1
+        s = self._resident(key)
+        if s is None:
+            s = self._create(key, attrs, open_b)
         hi = open_b + self.config.ahead_buckets
         funnel, units = self._funnel[s], self._units[s]
         last = int(self._last_event[s])
@@ -399,7 +403,8 @@ class DemandEngine:
 
     def _mature(self, b: int, act: np.ndarray, out: Advance) -> list[list[_Sample]]:
         """Labels that closing b completes: score the forecasts issued at b - H (progressive
-        validation), feed the drift detectors, and collect the samples to learn, per niche."""
+        validation), feed their residuals to the calibration, and collect the samples to learn,
+        per niche."""
         cfg, p = self.config, self.pooled
         hmax = max(cfg.horizons)
         cum = np.cumsum(self._units[act][:, (b - np.arange(hmax)) % self.ru], axis=1)
@@ -504,7 +509,7 @@ class DemandEngine:
         cold_start. Unknown without attrs: None.
         """
         cfg, p = self.config, self.pooled
-        s = self._resident(key, None)
+        s = self._resident(key)
         if s is None and attrs is None:
             return None
         if s is not None and p.open is not None and self._last_closed[s] >= self._first[s]:

@@ -31,7 +31,7 @@ from river import linear_model, optim, stats
 EDGES = np.array([0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 6.0])
 N_BANDS = len(EDGES) + 1
 _EDGE_LIST = EDGES.tolist()
-MIN_BAND_COUNT = 50  # below this a band borrows its group's residual quantiles
+MIN_BAND_COUNT = 50  # below this a band borrows its nearest neighbour's residual quantiles
 DEFAULT_SPREAD = 0.7  # log-space P90 offset before any label has matured
 INTERCEPT_LR_SHARE = 0.3  # the intercept moves slower than the weights: it carries every niche
 
@@ -63,28 +63,29 @@ class Calibrator:
         self.band_q = [[(stats.RollingQuantile(0.5, window), stats.RollingQuantile(0.9, window))
                         for _ in range(N_BANDS)] for _ in range(2)]
         self.counts = np.zeros((2, N_BANDS), dtype=np.int64)
-        self.group_q = [(stats.RollingQuantile(0.5, window), stats.RollingQuantile(0.9, window)) for _ in range(2)]
 
     def update(self, raw: float, cold: bool, residual: float) -> None:
         band = bisect.bisect_left(_EDGE_LIST, raw)
         group = int(cold)
-        for q in (*self.band_q[group][band], *self.group_q[group]):
-            q.update(residual)
+        q50, q90 = self.band_q[group][band]
+        q50.update(residual)
+        q90.update(residual)
         self.counts[group, band] += 1
 
     def table(self) -> np.ndarray:
         """Offsets [cold, band, (p50, p90)] in log space, as of now. A band with too few residuals
-        borrows its group's (cold or warm) quantiles; a group too young, the default spread."""
+        borrows the nearest band of its group (cold or warm) that has enough; a group with none,
+        the default spread."""
         out = np.empty((2, N_BANDS, 2), dtype=np.float32)
         for cold in range(2):
-            q50, q90 = self.group_q[cold]
-            base = (q50.get(), q90.get()) if self.counts[cold].sum() >= MIN_BAND_COUNT else (0.0, DEFAULT_SPREAD)
+            ready = np.flatnonzero(self.counts[cold] >= MIN_BAND_COUNT)
             for band in range(N_BANDS):
-                if self.counts[cold, band] >= MIN_BAND_COUNT:
-                    q50, q90 = self.band_q[cold][band]
-                    out[cold, band] = (q50.get(), q90.get())
-                else:
-                    out[cold, band] = base
+                if not len(ready):
+                    out[cold, band] = (0.0, DEFAULT_SPREAD)
+                    continue
+                near = int(ready[np.argmin(np.abs(ready - band))])
+                q50, q90 = self.band_q[cold][near]
+                out[cold, band] = (q50.get(), q90.get())
         return out
 
 

@@ -25,10 +25,11 @@ from rich.table import Table
 from models.drift import DriftEvent
 from models.engine import Advance, DemandEngine, EngineConfig
 from models.evaluation import BASELINES, Scoreboard
+from streams import topology
+from streams.config import Settings
 from streams.errors import UserError
 from streams.ingest import CLICKSTREAM, ORDERS, RawRecord, ingest
 from streams.scenarios import truth_path
-from streams.topology import NICHE_ATTRIBUTES
 
 REORDER_MS = 300_000  # a log may be out of order by this much (partitions interleaved); later is late
 BATCH = 5000
@@ -36,7 +37,9 @@ MAX_RECORD_BYTES = 65536
 
 
 class ReplayHook(Protocol):
-    """What a planner plugs into a replay: called after every bucket close, summarised at the end."""
+    """What a planner plugs into a replay: called after each advance that closed buckets (with
+    the end of the last one, the engine and what the advance reported), summarised at the end
+    under "inventory"."""
 
     def on_close(self, bucket_end_ms: int, engine: DemandEngine, advance: Advance) -> None: ...
 
@@ -45,6 +48,8 @@ class ReplayHook(Protocol):
 
 @dataclass
 class ReplayStats:
+    """Counters of one replay, for the report and the progress bar."""
+
     bytes_read: int = 0
     events: int = 0
     rejected: int = 0
@@ -109,6 +114,7 @@ def replay(path: Path, config: EngineConfig | None = None, hook: ReplayHook | No
     """Replay `path`; returns the figures `c2m backtest --json` prints. `progress` gets (bytes
     read, file size) now and then."""
     cfg = config or EngineConfig()
+    topo = topology.load(Settings.from_env().topics_file)  # the niche definition the worker uses
     engine = DemandEngine(cfg)
     board = Scoreboard(cfg.bucket_ms, cfg.horizons, cfg.ahead_buckets, season=cfg.season_buckets,
                        window=cfg.season_buckets)
@@ -125,7 +131,7 @@ def replay(path: Path, config: EngineConfig | None = None, hook: ReplayHook | No
     for ts, rec in _in_order(_records(path, stats)):
         bucket = ts // cfg.bucket_ms
         if batch and (bucket != batch_bucket or len(batch) >= BATCH):
-            _run(batch, batch_ts, engine, board, hook, stats)
+            _run(batch, batch_ts, topo, engine, board, stats)
             batch = []
             if progress is not None:
                 progress(stats.bytes_read, size)
@@ -135,7 +141,7 @@ def replay(path: Path, config: EngineConfig | None = None, hook: ReplayHook | No
         batch.append(rec)
         batch_ts = max(batch_ts, ts)
     if batch:
-        _run(batch, batch_ts, engine, board, hook, stats)
+        _run(batch, batch_ts, topo, engine, board, stats)
     # close the buckets that ended with the log; the last, partial one stays open
     _close(engine, board, hook, stats, batch_ts)
     if stats.events == 0:
@@ -162,15 +168,18 @@ def _close(engine: DemandEngine, board: Scoreboard, hook: ReplayHook | None, sta
         hook.on_close((adv.closed[-1] + 1) * engine.config.bucket_ms, engine, adv)
 
 
-def _run(batch: list[RawRecord], now_ms: int, engine: DemandEngine, board: Scoreboard, hook: ReplayHook | None,
+def _run(batch: list[RawRecord], now_ms: int, topo: topology.Topology, engine: DemandEngine, board: Scoreboard,
          stats: ReplayStats) -> None:
-    out = ingest(batch, now_ms, NICHE_ATTRIBUTES, {}, {}, MAX_RECORD_BYTES)
+    """One batch through ingest (now = the batch's newest event: replay time, not wall time)."""
+    out = ingest(batch, now_ms, topo.niche_attributes, topo.size_bands, {}, MAX_RECORD_BYTES)
     stats.events += len(batch)
     stats.rejected += len(out.dead_letters)
     for key, body in out.niche_messages.items():
         msg = orjson.loads(body)
         engine.observe(key, msg["niche"], msg["events"])
-        board.observe(key, msg["events"], engine.open_bucket)  # type: ignore[arg-type]
+        open_bucket = engine.open_bucket
+        assert open_bucket is not None  # set by the first observe
+        board.observe(key, msg["events"], open_bucket)
 
 
 def _truth(path: Path) -> dict[str, Any] | None:
