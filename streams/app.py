@@ -208,8 +208,9 @@ async def _plan(key: str, niche: dict[str, str], demand: NicheDemand) -> None:
 
 
 async def publish_trigger(trig: Trigger, source_ts_ms: int) -> None:
-    emitted = int(time.time() * 1000)
-    body = {**trig.to_dict(), "emitted_ts": emitted}
+    """Publish the planner's trigger as it is: its emitted_ts is the event time of the decision, so
+    a replay after a crash re-publishes identical content for the same (trigger_id, revision)."""
+    body = trig.to_dict()
 
     def delivered(_: Any) -> None:
         metrics.TRIGGER_LATENCY.labels(trig.kind).observe(max(0, time.time() * 1000 - source_ts_ms) / 1000)
