@@ -15,6 +15,7 @@ it (or, with dry_run, asks the broker to validate it without changing anything).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from streams.errors import UserError
 from streams.kafka import CONNECT_TIMEOUT, connect
 from streams.topology import TopicSpec, Topology
 
+RACE_RETRIES = 5
 CREATE = "create"
 GROW = "grow"
 CONFIG = "config"
@@ -119,8 +121,24 @@ def apply(settings: Settings, topology: Topology, dry_run: bool = False,
 
 def apply_specs(settings: Settings, desired: Sequence[TopicSpec], dry_run: bool = False,
                 timeout: float = 30.0) -> list[Change]:
-    """`apply` for any list of topics (the worker uses it for its own internal topic)."""
+    """`apply` for any list of topics (the worker uses it for its own internal topics)."""
     admin, metadata = connect(settings, min(timeout, CONNECT_TIMEOUT))
+    done, raced = _apply_once(admin, metadata, settings, desired, dry_run, timeout)
+    for _ in range(RACE_RETRIES):
+        if not raced:
+            break
+        # Another applier created these first, or metadata lagged our own create: judge them again
+        # against what exists now, so a needed grow or config change is not silently skipped.
+        time.sleep(0.2)
+        metadata = admin.list_topics(timeout=min(timeout, CONNECT_TIMEOUT))
+        again, raced = _apply_once(admin, metadata, settings, [s for s in desired if s.name in raced],
+                                   dry_run, timeout)
+        done += again
+    return done
+
+
+def _apply_once(admin: AdminClient, metadata: Any, settings: Settings, desired: Sequence[TopicSpec],
+                dry_run: bool, timeout: float) -> tuple[list[Change], set[str]]:
     brokers = len(metadata.brokers)
     present = {
         name: len(t.partitions)
@@ -140,7 +158,7 @@ def apply_specs(settings: Settings, desired: Sequence[TopicSpec], dry_run: bool 
                 f"the {brokers} broker(s) at {settings.bootstrap}; lower it in topics.yaml")
 
     raced = _execute(admin, changes, specs, existing, dry_run, timeout)
-    return [c for c in changes if not (c.action == CREATE and c.topic in raced)]
+    return [c for c in changes if not (c.action == CREATE and c.topic in raced)], set(raced)
 
 
 def _describe(admin: AdminClient, names: Sequence[str], partitions: Mapping[str, int],
