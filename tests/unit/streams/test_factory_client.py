@@ -14,16 +14,9 @@ from streams import publisher as pub_mod
 from streams.config import Settings
 from streams.factory_client import FactoryClient, RevisionFilter, Verdict, status_record
 from streams.records import FactoryStatus, TriggerRecord, parse_factory_status, parse_trigger
+from tests.contract_examples import TRIGGER
 
 NOW = 1_764_000_001_000
-TRIGGER: dict[str, Any] = {
-    "trigger_id": "t-1", "revision": 1, "action": "start", "kind": "forecast", "factory_id": "f-1",
-    "niche": {"category": "dress", "style": "boho", "color": "sage", "size": "M", "region": "CN-GD"},
-    "units": 200, "due_by_ts": 1764259200000, "emitted_ts": 1764000001000,
-    "forecast": {"horizon_hours": 72, "p50": 180, "p90": 240, "model": "rule-v1", "cold_start": False},
-    "evidence": {"views": 5400, "add_to_cart": 610, "orders": 95, "drift": False},
-    "reason": "p90 demand over lead time exceeds open production by 240 units",
-}
 
 
 def trig(**changes: Any) -> TriggerRecord:

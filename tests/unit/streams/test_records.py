@@ -29,6 +29,7 @@ from streams.records import (
     size_rejection,
     valid_factory_id,
 )
+from tests.contract_examples import CAPACITY, CATALOG, STATUS, TRIGGER
 
 NOW = 1_764_000_001_000
 
@@ -369,21 +370,6 @@ def test_record_shaped_json_never_raises(value: dict[str, Any]) -> None:
 
 
 # --- catalog, factory status and trigger records ------------------------------------------------
-
-CATALOG: dict[str, Any] = {"sku": "SKU-1", "attrs": {"category": "dress", "style": "boho", "color": "sage",
-                                                    "size": "M"}, "ts": 1764000000000}
-STATUS: dict[str, Any] = {"factory_id": "f-1", "trigger_id": "t-1", "revision": 2, "status": "accepted",
-                          "units": 300, "ts": 1764000100000}
-CAPACITY: dict[str, Any] = {"factory_id": "f-1", "status": "capacity", "capacity_units_per_day": 4000,
-                            "ts": 1764000100000}
-TRIGGER: dict[str, Any] = {
-    "trigger_id": "t-1", "revision": 1, "action": "start", "kind": "forecast", "factory_id": "f-1",
-    "niche": {"category": "dress", "style": "boho", "color": "sage", "size": "M", "region": "CN-GD"},
-    "units": 200, "due_by_ts": 1764259200000, "emitted_ts": 1764000001000,
-    "forecast": {"horizon_hours": 72, "p50": 180, "p90": 240, "model": "rule-v1", "cold_start": False},
-    "evidence": {"views": 5400, "add_to_cart": 610, "orders": 95, "drift": False},
-    "reason": "p90 demand over lead time exceeds open production by 240 units",
-}
 
 
 def catalog(**changes: Any) -> CatalogRecord | Rejection:
