@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -21,8 +22,8 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from streams.config import REPO_ROOT, cache_dir
@@ -233,21 +234,26 @@ class _Paths:
         return self.data_dir / "start.lock"
 
 
-def render_properties(port: int, controller_port: int, log_dir: Path) -> str:
+def render_properties(port: int, controller_port: int, log_dir: Path, secure: SecureListeners | None = None) -> str:
     """server.properties for a single combined broker+controller node bound to 127.0.0.1.
 
     Replication factors of 1 and small thread pools, as Kafka's own test harness uses; the log
-    cleaner stays on (Faust changelogs are compacted) with a small dedupe buffer.
+    cleaner stays on (Faust changelogs are compacted) with a small dedupe buffer. `secure` adds
+    SSL and SASL_SSL listeners beside PLAINTEXT (which stays the broker's own and the readiness
+    probe's).
     """
+    extra = secure.listeners() if secure is not None else {}
+    listeners = [f"PLAINTEXT://{HOST}:{port}", *(f"{name}://{HOST}:{p}" for name, p in extra.items())]
     props = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@{HOST}:{controller_port}",
-        "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{port}",
+        "listeners": ",".join([*listeners[:1], f"CONTROLLER://{HOST}:{controller_port}", *listeners[1:]]),
+        "advertised.listeners": ",".join(listeners),
         "inter.broker.listener.name": "PLAINTEXT",
         "controller.listener.names": "CONTROLLER",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "listener.security.protocol.map": ",".join(
+            ["CONTROLLER:PLAINTEXT", "PLAINTEXT:PLAINTEXT", *(f"{name}:{name}" for name in extra)]),
         "log.dirs": log_dir.as_posix(),
         "offsets.topic.replication.factor": "1",
         "offsets.topic.num.partitions": "1",
@@ -262,6 +268,7 @@ def render_properties(port: int, controller_port: int, log_dir: Path) -> str:
         "background.threads": "2",
         "log.cleaner.dedupe.buffer.size": "2097152",
         "log.initial.task.delay.ms": "100",
+        **(secure.properties() if secure is not None else {}),
     }
     header = f"# written by c2m (streams/broker.py) for Apache Kafka {KAFKA_VERSION} on every start\n"
     return header + "".join(f"{key}={value}\n" for key, value in props.items())
@@ -306,6 +313,101 @@ def _cluster_id(paths: _Paths) -> str:
     cluster_id = new_cluster_id()
     paths.cluster_id.write_text(cluster_id + "\n")
     return cluster_id
+
+
+# --------------------------------------------------------------------------------------------------
+# Secure listeners (for tests of the clients' SSL and SASL settings)
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A throwaway CA (PEM, what clients are given as C2M_SSL_CAFILE) and the PKCS12 keystore of the
+    broker certificate it signed for 127.0.0.1 and localhost."""
+
+    ca_pem: Path
+    keystore: Path
+    password: str
+
+
+def make_test_tls(directory: Path, days: int = 7) -> TlsFiles:
+    """A test CA and broker keystore, made with the JRE's keytool (no crypto library needed).
+
+    Not for production: the keystore password sits beside the keystore. EC P-256 keys (quick to
+    make); the broker certificate names IP 127.0.0.1 and localhost, so clients verify the hostname.
+    """
+    java = require_java()
+    keytool = Path(java).resolve().parent / "keytool"
+    if not keytool.is_file():
+        raise UserError(f"keytool is missing beside {java}: install a full JRE (openjdk-17-jre-headless)")
+    directory.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_hex(16)
+    ca_store, keystore = directory / "ca.p12", directory / "broker.p12"
+    ca_pem, csr, cert = directory / "ca.pem", directory / "broker.csr", directory / "broker.pem"
+    for path in (ca_store, keystore):
+        path.unlink(missing_ok=True)
+    common = ["-storetype", "PKCS12", "-storepass", password, "-keypass", password, "-noprompt"]
+    ec = ["-keyalg", "EC", "-groupname", "secp256r1", "-validity", str(days)]
+    steps = [
+        ["-genkeypair", "-alias", "ca", *ec, "-dname", "CN=c2m test CA", "-ext", "bc:c",
+         "-ext", "KeyUsage:critical=keyCertSign,cRLSign", "-keystore", ca_store],
+        ["-exportcert", "-rfc", "-alias", "ca", "-keystore", ca_store, "-file", ca_pem],
+        ["-genkeypair", "-alias", "broker", *ec, "-dname", f"CN={HOST}", "-keystore", keystore],
+        ["-certreq", "-alias", "broker", "-keystore", keystore, "-file", csr],
+        ["-gencert", "-alias", "ca", "-keystore", ca_store, "-infile", csr, "-outfile", cert, "-rfc",
+         "-validity", str(days), "-ext", f"SAN=IP:{HOST},DNS:localhost",
+         "-ext", "KeyUsage:critical=digitalSignature,keyAgreement", "-ext", "ExtendedKeyUsage=serverAuth"],
+        ["-importcert", "-alias", "ca", "-file", ca_pem, "-keystore", keystore],
+        ["-importcert", "-alias", "broker", "-file", cert, "-keystore", keystore],
+    ]  # fmt: skip
+    for step in steps:
+        cmd = [str(keytool), "-J-XX:TieredStopAtLevel=1", "-J-XX:+UseSerialGC", *map(str, step), *common]
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+        if proc.returncode != 0:
+            raise UserError(f"keytool {step[0]} failed: {last_meaningful_line(proc.stdout)}")
+    return TlsFiles(ca_pem=ca_pem, keystore=keystore, password=password)
+
+
+_SASL_USER = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+@dataclass(frozen=True)
+class SecureListeners:
+    """Listeners added beside PLAINTEXT, on 127.0.0.1: SSL on `ssl_port`, and SASL_SSL with the
+    PLAIN mechanism for `sasl_users` (username -> password) on `sasl_ssl_port`. Clients are not
+    asked for certificates (ssl.client.auth=none)."""
+
+    tls: TlsFiles
+    ssl_port: int | None = None
+    sasl_ssl_port: int | None = None
+    sasl_users: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.ssl_port is None and self.sasl_ssl_port is None:
+            raise ValueError("SecureListeners needs ssl_port, sasl_ssl_port or both")
+        if self.sasl_ssl_port is not None and not self.sasl_users:
+            raise ValueError("a SASL_SSL listener needs at least one user")
+        for user, password in self.sasl_users.items():  # they go into a JAAS line between quotes
+            if not (_SASL_USER.fullmatch(user) and _SASL_USER.fullmatch(password)):
+                raise ValueError("SASL users and passwords must be 1-64 of [A-Za-z0-9_.-]")
+
+    def listeners(self) -> dict[str, int]:
+        ports = {"SSL": self.ssl_port, "SASL_SSL": self.sasl_ssl_port}
+        return {name: port for name, port in ports.items() if port is not None}
+
+    def properties(self) -> dict[str, str]:
+        props = {
+            "ssl.keystore.type": "PKCS12",
+            "ssl.keystore.location": self.tls.keystore.as_posix(),
+            "ssl.keystore.password": self.tls.password,
+            "ssl.key.password": self.tls.password,
+            "ssl.client.auth": "none",
+        }
+        if self.sasl_ssl_port is not None:
+            users = " ".join(f'user_{user}="{password}"' for user, password in sorted(self.sasl_users.items()))
+            props["listener.name.sasl_ssl.sasl.enabled.mechanisms"] = "PLAIN"
+            props["listener.name.sasl_ssl.plain.sasl.jaas.config"] = (
+                f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};")
+        return props
 
 
 # --------------------------------------------------------------------------------------------------
@@ -514,11 +616,13 @@ def _format_storage(java: str, lib: Path, paths: _Paths) -> None:
         raise UserError(f"formatting Kafka storage in {paths.kafka_logs} failed: {reason}")
 
 
-def start(port: int = 9092, data_dir: Path | None = None, timeout: float = 90.0) -> BrokerStatus:
+def start(port: int = 9092, data_dir: Path | None = None, timeout: float = 90.0,
+          secure: SecureListeners | None = None) -> BrokerStatus:
     """Start a single-node KRaft broker on 127.0.0.1:port, or return the one already running there.
 
     Returns once the broker serves requests; raises UserError (with the log's last error) when the
     port is taken, the JVM exits, or it is not ready within ``timeout`` seconds (then it is stopped).
+    `secure` adds SSL/SASL_SSL listeners (tests of the clients' security settings).
     """
     paths = _resolve(port, data_dir)
     with _locked(paths):
@@ -531,23 +635,25 @@ def start(port: int = 9092, data_dir: Path | None = None, timeout: float = 90.0)
                 )
             return current
         paths.pid_file.unlink(missing_ok=True)  # stale
-        if not _port_free(port):
-            raise UserError(
-                f"port {port} on {HOST} is already in use by another process (not a c2m broker on "
-                f"{paths.data_dir}): choose another port, or stop that process"
-            )
+        ours = {port, *(secure.listeners().values() if secure is not None else ())}
+        for taken in sorted(ours):
+            if not _port_free(taken):
+                raise UserError(
+                    f"port {taken} on {HOST} is already in use by another process (not a c2m broker on "
+                    f"{paths.data_dir}): choose another port, or stop that process"
+                )
         lib = ensure_jars()
         java = _java_path() or require_java()
         if not LOG4J_CONFIG.is_file():
             raise UserError(f"{LOG4J_CONFIG} is missing: without it the broker logs nothing")
 
         previous = _listener_port(_read_properties(paths.properties), "CONTROLLER")
-        if previous is not None and previous != port and _port_free(previous):
+        if previous is not None and previous not in ours and _port_free(previous):
             controller_port = previous
         else:
-            controller_port = _free_port(exclude={port})
+            controller_port = _free_port(exclude=ours)
         paths.kafka_logs.mkdir(parents=True, exist_ok=True)
-        paths.properties.write_text(render_properties(port, controller_port, paths.kafka_logs))
+        paths.properties.write_text(render_properties(port, controller_port, paths.kafka_logs, secure))
         _format_storage(java, lib, paths)
         return _launch(java, lib, paths, port, timeout)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -26,6 +27,9 @@ _FAST_FAIL = {
     KafkaError._RESOLVE,
     KafkaError.SASL_AUTHENTICATION_FAILED,
 }
+
+_AUTH_ERRORS = {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED}
+_OPENSSL_CODE = re.compile(r"error:[0-9A-Fa-f]+:[^:]*::")
 
 # librdkafka logs every refused connection to stderr by default; the CLI reports it in one line.
 _QUIET = logging.getLogger("c2m.librdkafka")
@@ -67,23 +71,36 @@ def _metadata(admin: AdminClient, errors: list[KafkaError], bootstrap: str, budg
             last = exc
         admin.poll(0)
         if any(e.code() in _FAST_FAIL for e in errors) or time.monotonic() >= deadline:
-            raise UserError(
-                f"Kafka broker at {bootstrap} is unreachable ({_reason(errors, last)}): "
-                "start one with `c2m broker start` or set C2M_KAFKA_BOOTSTRAP") from None
+            raise UserError(_failure(bootstrap, errors, last)) from None
+
+
+def _failure(bootstrap: str, errors: Sequence[KafkaError], last: KafkaException | None) -> str:
+    """One line saying what to fix: the TLS settings, the SASL login, or where the broker is."""
+    reason = _reason(errors, last)
+    if any(e.code() in _AUTH_ERRORS for e in errors):
+        return (f"the Kafka broker at {bootstrap} refused the SASL login ({reason}): check C2M_SASL_MECHANISM, "
+                "C2M_SASL_USERNAME and C2M_SASL_PASSWORD, and that this is a SASL listener")
+    if any(e.code() == KafkaError._SSL or "SSL" in e.str() for e in errors):
+        return (f"TLS with the Kafka broker at {bootstrap} failed ({reason}): check C2M_SECURITY_PROTOCOL and "
+                "C2M_SSL_CAFILE (the CA that signed the broker's certificate)")
+    return (f"Kafka broker at {bootstrap} is unreachable ({reason}): start one with `c2m broker start` or set "
+            "C2M_KAFKA_BOOTSTRAP (and C2M_SECURITY_PROTOCOL for a TLS or SASL listener)")
 
 
 def _reason(errors: Sequence[KafkaError], last: KafkaException | None) -> str:
-    """The most specific short cause: 'Connection refused' rather than '1/1 brokers are down'."""
-    for err in reversed(errors):
-        if err.code() == KafkaError._ALL_BROKERS_DOWN:
-            continue
+    """The most specific short cause: 'Connection refused' rather than '1/1 brokers are down',
+    'certificate verify failed' rather than the transport error that followed it."""
+    causes = [e for e in errors if e.code() != KafkaError._ALL_BROKERS_DOWN]
+    security = [e for e in causes if e.code() in _AUTH_ERRORS or e.code() == KafkaError._SSL]
+    for err in reversed(security or causes):
         text = err.str()
         head, sep, tail = text.partition(": ")
         if sep and "/" in head:  # "127.0.0.1:9092/bootstrap: ..." names the connection, not the cause
             text = tail
         if "failed: " in text:
             text = text.split("failed: ", 1)[1]
-        return text.split(" (after ", 1)[0]
+        text = _OPENSSL_CODE.sub("", text)  # "error:0A000086:SSL routines::certificate verify failed"
+        return text.split(" (after ", 1)[0].split(": broker certificate could not be verified", 1)[0]
     if last is not None and last.args:
         return str(last.args[0].str()) if isinstance(last.args[0], KafkaError) else str(last)
     return "no answer"

@@ -8,11 +8,13 @@ import socket
 import stat
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from streams import broker
 from streams.errors import UserError
+from tests.helpers import free_port
 
 
 @pytest.fixture(autouse=True)
@@ -41,6 +43,62 @@ def test_properties_single_node_kraft_on_loopback(tmp_path: Path) -> None:
     assert props["log.cleaner.dedupe.buffer.size"] == "2097152"
     assert "0.0.0.0" not in broker.render_properties(1, 2, tmp_path)
     assert "log.cleaner.enable" not in props  # the cleaner stays on: changelogs are compacted
+
+
+def test_secure_listeners_beside_plaintext_on_loopback(tmp_path: Path) -> None:
+    tls = broker.TlsFiles(ca_pem=tmp_path / "ca.pem", keystore=tmp_path / "broker.p12", password="pw0")
+    secure = broker.SecureListeners(tls, ssl_port=39094, sasl_ssl_port=39095, sasl_users={"alice": "a-1", "bob": "b-2"})
+    text = broker.render_properties(port=39092, controller_port=39093, log_dir=tmp_path / "logs", secure=secure)
+    props = _parse(text)
+
+    assert props["listeners"] == ("PLAINTEXT://127.0.0.1:39092,CONTROLLER://127.0.0.1:39093,"
+                                  "SSL://127.0.0.1:39094,SASL_SSL://127.0.0.1:39095")
+    assert props["advertised.listeners"] == (
+        "PLAINTEXT://127.0.0.1:39092,SSL://127.0.0.1:39094,SASL_SSL://127.0.0.1:39095")
+    assert props["listener.security.protocol.map"] == (
+        "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL")
+    assert props["inter.broker.listener.name"] == "PLAINTEXT"  # the broker's own traffic and the readiness probe
+    assert (props["ssl.keystore.type"], props["ssl.keystore.location"]) == ("PKCS12", str(tmp_path / "broker.p12"))
+    assert props["ssl.keystore.password"] == props["ssl.key.password"] == "pw0"
+    assert props["listener.name.sasl_ssl.sasl.enabled.mechanisms"] == "PLAIN"
+    assert props["listener.name.sasl_ssl.plain.sasl.jaas.config"] == (
+        'org.apache.kafka.common.security.plain.PlainLoginModule required user_alice="a-1" user_bob="b-2";')
+    assert "0.0.0.0" not in text
+    path = tmp_path / "server.properties"
+    path.write_text(text)
+    read = broker._read_properties(path)
+    ports = {name: broker._listener_port(read, name) for name in ("PLAINTEXT", "CONTROLLER", "SSL", "SASL_SSL")}
+    assert ports == {"PLAINTEXT": 39092, "CONTROLLER": 39093, "SSL": 39094, "SASL_SSL": 39095}  # not SASL_SSL as SSL
+
+
+def test_ssl_only_listener_has_no_sasl(tmp_path: Path) -> None:
+    tls = broker.TlsFiles(ca_pem=tmp_path / "ca.pem", keystore=tmp_path / "broker.p12", password="pw0")
+    props = _parse(broker.render_properties(1, 2, tmp_path, broker.SecureListeners(tls, ssl_port=3)))
+    assert props["listeners"].endswith(",SSL://127.0.0.1:3")
+    assert not [key for key in props if "sasl" in key]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({}, "needs ssl_port, sasl_ssl_port or both"),
+    ({"sasl_ssl_port": 3}, "needs at least one user"),
+    ({"sasl_ssl_port": 3, "sasl_users": {"alice": 'x" user_admin="y'}}, "must be 1-64 of"),
+])
+def test_secure_listeners_refuse_what_would_break_the_properties(
+        tmp_path: Path, kwargs: dict[str, Any], message: str) -> None:
+    tls = broker.TlsFiles(ca_pem=tmp_path / "ca.pem", keystore=tmp_path / "broker.p12", password="pw0")
+    with pytest.raises(ValueError, match=message):
+        broker.SecureListeners(tls, **kwargs)
+
+
+def test_start_refuses_a_secure_port_another_process_holds(tmp_path: Path) -> None:
+    tls = broker.TlsFiles(ca_pem=tmp_path / "ca.pem", keystore=tmp_path / "broker.p12", password="pw0")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        secure = broker.SecureListeners(tls, ssl_port=taken)
+        with pytest.raises(UserError, match=rf"port {taken} on 127.0.0.1 is already in use"):
+            broker.start(port=free_port(), data_dir=tmp_path / "broker", secure=secure)
 
 
 def test_listener_ports_read_back_from_rendered_properties(tmp_path: Path) -> None:
