@@ -16,6 +16,7 @@ import orjson
 from confluent_kafka import Consumer, TopicPartition
 
 from models.demand import COUNT_KEYS
+from models.planner import NichePlan
 from streams.config import Settings
 from streams.kafka import quiet_logger
 
@@ -36,11 +37,18 @@ def clamp_limit(raw: str | None, default: int = 50) -> int:
 def niche_entry(key: str, demand: dict[str, Any], plan: dict[str, Any] | None,
                 forecast: dict[str, Any], bucket_ms: int | None = None,
                 trend_buckets: int = TREND_BUCKETS) -> dict[str, Any]:
+    """One niche of /api/niches. Beyond DESIGN §8's keys: the stock the planner keeps for it
+    (inventory, uncovered orders, lots at factories), its last planning decision, and a trend."""
     counts = demand.get("counts", {})
-    open_trigger = (plan or {}).get("open") or {}
+    state = NichePlan.from_dict(plan)
+    stock = state.stock
     return {"niche": key, "attrs": demand.get("niche", {}),
             "counts": {k: int(counts.get(k, 0)) for k in COUNT_KEYS},
-            "forecast": forecast, "open_units": int(open_trigger.get("units", 0)),
+            "forecast": forecast, "open_units": stock.open_units,
+            "stock": {"on_hand": stock.on_hand, "backorder": stock.backorder, "produced": stock.produced,
+                      "lots": [{"trigger_id": lot.trigger_id, "factory_id": lot.factory_id, "revision": lot.revision,
+                                "units": lot.units, "stage": lot.stage} for lot in stock.lots.values()]},
+            "plan_note": str((plan or {}).get("note", "")),
             "last_ts_ms": int(demand.get("last_ts_ms", 0)),
             "trend": trend(demand.get("buckets", {}), bucket_ms, trend_buckets)}
 

@@ -8,11 +8,13 @@ c2m.catalog --catalog agent--> a global table every worker reads to fill in even
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import weakref
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import faust
@@ -22,19 +24,28 @@ from faust.streams import _current_event
 from faust.types import EventT
 from mode.utils.times import want_seconds
 
-from models.demand import NicheDemand
-from models.planner import RULE_MODEL, PlanState, RuleConfig, Trigger, demand_signal, plan_niche, record_issued
+from models.checkpoint import CheckpointError
+from models.engine import HOUR_MS, DemandEngine, EngineConfig
+from models.planner import PlannerConfig
+from models.routing import CapacityBook
 from streams import api, dashboard, kafka, metrics, topology
+from streams.capacity import CapacityDesk
 from streams.config import Settings
 from streams.errors import UserError
 from streams.ingest import CLICKSTREAM, ORDERS, RawRecord, ingest, source_topic
 from streams.metrics import type_label
-from streams.records import Rejection, dead_letter, parse_catalog
+from streams.records import Rejection, dead_letter, parse_catalog, parse_factory_status
+from streams.stage import DEMAND, GROUPS, PLANS, Effects, NicheStage
 
 BATCH = 1000
 BATCH_WITHIN_S = 0.2
-KEEP_BUCKETS = 48
+# Stages after ingest carry few, latency-sensitive messages (a filled group's trigger crosses three)
+FAST_WITHIN_S = 0.05
 CATALOG = "c2m.catalog"
+FACTORY_STATUS = "c2m.factory-status"
+GROUP_OUTCOMES = "c2m.group-outcomes"
+POOLED_PREFIX = "__engine__/"
+API_HORIZON_HOURS = 72
 # Input topics allow 16 MiB records (topics.yaml); the consumer must be able to fetch one to
 # dead-letter it, or it would stall on that offset.
 MAX_FETCH_BYTES = 17 * 1024 * 1024
@@ -43,13 +54,20 @@ settings = Settings.from_env()
 TOPOLOGY = topology.load(settings.topics_file)
 PARTITIONS = TOPOLOGY.topic(CLICKSTREAM).partitions
 BUCKET_MS = settings.bucket_seconds * 1000
-RULE = RuleConfig()
+# Buckets close on event time a little after they end, so events in flight still count in theirs.
+GRACE_MS = min(BUCKET_MS // 10, 30_000)
+# The wall clock closes buckets only while the stream is live (a replay of old events must not
+# make the engine close a year of empty buckets).
+LIVE_WITHIN_MS = 2 * BUCKET_MS + 60_000
+log = logging.getLogger(__name__)
 
 app = faust.App(
     settings.app_id,
     broker=settings.faust_broker,
+    broker_credentials=settings.faust_credentials(),
     store="rocksdb://",
-    datadir=str(settings.data_dir),
+    # per app id, as Kafka Streams' state.dir/application.id: another app's stores are never reused
+    datadir=str(settings.data_dir / f"{settings.app_id}-data"),
     topic_partitions=PARTITIONS,
     web_bind=settings.api_host,
     web_host=settings.api_host,
@@ -70,6 +88,10 @@ NICHE_EVENTS = f"{settings.app_id}-niche-events"
 niche_events = app.topic(NICHE_EVENTS, internal=True, partitions=PARTITIONS, **raw)
 dead_letters = app.topic("c2m.dead-letter", **raw)
 catalog_source = app.topic(CATALOG, **raw)
+factory_status = app.topic(FACTORY_STATUS, **raw)
+group_outcomes = app.topic(GROUP_OUTCOMES, **raw)
+# One partition: the capacity desk is the single writer of the capacity book.
+capacity_topic = app.topic(f"{settings.app_id}-capacity", internal=True, partitions=1, **raw)
 trigger_topics = {f.id: app.topic(topology.trigger_topic(f.id), **raw) for f in TOPOLOGY.factories}
 
 # Per-niche state, co-partitioned with niche_events: values are the pure models' to_dict() forms.
@@ -78,6 +100,10 @@ trigger_topics = {f.id: app.topic(topology.trigger_topic(f.id), **raw) for f in 
 _json = faust.Schema(key_serializer="json", value_serializer="json")
 demand_table = app.Table("demand", partitions=PARTITIONS, schema=_json)
 plan_table = app.Table("plan", partitions=PARTITIONS, schema=_json)
+groups_table = app.Table("groups", partitions=PARTITIONS, schema=_json)
+# Model checkpoints (models.checkpoint blobs): niche key -> its state, POOLED_PREFIX<p> -> the pooled model.
+models_table = app.Table("models", partitions=PARTITIONS,
+                         schema=faust.Schema(key_serializer="json", value_serializer="raw"))
 # event_id -> 1 in tumbling windows of the dedupe window; a repeat is looked up in the current and
 # the previous window, so any repeat within one window length is caught. Faust expires old
 # windows (tombstones plus a compact,delete changelog), which bounds the state.
@@ -86,10 +112,33 @@ seen_table = app.Table("seen", default=int, partitions=PARTITIONS, schema=_json)
     DEDUPE_S, expires=2 * DEDUPE_S)
 # sku -> validated attrs, on every worker: ingest fills in attributes events leave out.
 catalog_table = app.GlobalTable("catalog", partitions=TOPOLOGY.topic(CATALOG).partitions, schema=_json)
+# The capacity book, factory id -> CapacityBook.factory_state: written by the desk, read by all
+# workers as the view they route on.
+capacity_table = app.GlobalTable("capacity", partitions=1, schema=_json)
+# trigger id -> {"revision", "body", "closed"}: what the desk published, co-partitioned with it.
+published_table = app.Table("published", partitions=1, schema=_json)
+TABLES: dict[str, Any] = {DEMAND: demand_table, PLANS: plan_table, GROUPS: groups_table}
 
-# Units this worker has asked of each factory. Capacity accounting across workers and factory
-# answers (accepted/completed) come with the rolling planner; this is the skeleton's view.
-open_units: dict[str, int] = {}
+ENGINE = DemandEngine(EngineConfig(bucket_ms=BUCKET_MS), loader=lambda key: _load_niche(key))
+STAGE = NicheStage(ENGINE, TOPOLOGY.factories, lambda table, key: TABLES[table].get(key),
+                   PlannerConfig(service_level=settings.service_level,
+                                 min_revision_interval_ms=settings.revision_hold_ms))
+PARTITION_OF: dict[str, int] = {}  # niche key -> its niche-events partition
+LAST_EVENT: dict[int, EventT] = {}  # partition -> its latest event: the context of writes made for it
+
+
+@dataclass
+class Progress:
+    """What this worker process has done once (engine restore, group scan) and when it last checkpointed."""
+
+    engine_checked: bool = False
+    engine_restored: bool = False
+    groups_tracked: bool = False
+    checkpointed_ms: int = field(default_factory=lambda: int(time.time() * 1000))
+    desk: CapacityDesk | None = None
+
+
+PROGRESS = Progress()
 
 
 def internal_topic_specs() -> list[topology.TopicSpec]:
@@ -101,7 +150,7 @@ def internal_topic_specs() -> list[topology.TopicSpec]:
     """
     rf = TOPOLOGY.topic(CLICKSTREAM).replication_factor
     specs = []
-    for topic in [niche_events, *(t.changelog_topic for t in app.tables.values())]:
+    for topic in [niche_events, capacity_topic, *(t.changelog_topic for t in app.tables.values())]:
         config: dict[str, str] = {}
         policy = ",".join(p for p, on in (("compact", topic.compacting), ("delete", topic.deleting)) if on)
         if policy:
@@ -164,28 +213,44 @@ async def catalog_agent(stream: faust.StreamT) -> None:
 
 @app.agent(niche_events)
 async def niche_agent(stream: faust.StreamT) -> None:
-    async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
-        touched: dict[str, tuple[EventT, dict[str, str], NicheDemand]] = {}
+    """Every message about a niche, in its partition's order: event rows, verdicts, factory answers."""
+    async for events in stream.take_events(BATCH, within=FAST_WITHIN_S):
+        _restore_engine()
+        eff = Effects()
         outcomes: Counter[tuple[str, str, str]] = Counter()
+        now_ms = int(time.time() * 1000)
         for event in events:
             key = event.key.decode()
+            _remember(key, event)
             msg = orjson.loads(event.value)
-            entry = touched.get(key)
-            demand = entry[2] if entry else NicheDemand.from_dict(demand_table.get(key))
-            with acting_for(event):
-                for row in msg["events"]:
-                    fresh = _first_sighting(row[0], event)
-                    outcomes[(source_topic(row[1]), row[1], "ok" if fresh else "duplicate")] += 1
-                    if fresh:
-                        demand.add(row[1], row[2], row[3], BUCKET_MS)
-            touched[key] = (event, msg["niche"], demand)
+            if "events" in msg:
+                with acting_for(event):
+                    fresh = []
+                    for row in msg["events"]:
+                        new = _first_sighting(row[0], event)
+                        outcomes[(source_topic(row[1]), row[1], "ok" if new else "duplicate")] += 1
+                        if new:
+                            fresh.append(row)
+                STAGE.on_events(key, msg["niche"], fresh, eff)
+            elif "verdict" in msg:
+                STAGE.on_verdict(key, msg["verdict"], now_ms, eff)
+            elif "status" in msg:
+                status = parse_factory_status(orjson.dumps(msg["status"]), now_ms)
+                if not isinstance(status, Rejection):
+                    STAGE.on_status(key, status, msg.get("group_id"), now_ms, eff)
+            _apply(eff)
         for (topic, etype, outcome), n in outcomes.items():
             metrics.EVENTS.labels(topic, type_label(etype), outcome).inc(n)
-        for key, (event, niche, demand) in touched.items():
-            demand.trim(KEEP_BUCKETS, BUCKET_MS)
-            with acting_for(event):
-                demand_table[key] = {**demand.to_dict(), "niche": niche}
-                await _plan(key, niche, demand)
+        STAGE.plan_touched(eff)
+        STAGE.advance(STAGE.watermark - GRACE_MS, eff)
+        _apply(eff)
+        await _send(eff)
+
+
+def _remember(key: str, event: EventT) -> None:
+    partition = event.message.partition
+    PARTITION_OF[key] = partition
+    LAST_EVENT[partition] = event
 
 
 def _first_sighting(event_id: str, event: EventT) -> bool:
@@ -197,30 +262,201 @@ def _first_sighting(event_id: str, event: EventT) -> bool:
     return True
 
 
-async def _plan(key: str, niche: dict[str, str], demand: NicheDemand) -> None:
-    state = PlanState.from_dict(plan_table.get(key))
-    trig = plan_niche(key, niche, demand, state, TOPOLOGY.factories, open_units,
-                      demand.last_ts_ms, BUCKET_MS, RULE)
-    if trig is None:
-        return
-    plan_table[key] = record_issued(state, trig).to_dict()
-    await publish_trigger(trig, source_ts_ms=demand.last_ts_ms)
+def _apply(eff: Effects) -> None:
+    """Write the stage's state changes, each with an event of its niche's partition (co-partitioned
+    changelogs), and clear them from `eff`."""
+    for table, key, value, niche_key in eff.writes:
+        event = LAST_EVENT.get(PARTITION_OF.get(niche_key, -1))
+        if event is None:
+            log.warning("no event of the partition of niche %s yet: write to %s dropped", niche_key, table)
+            continue
+        with acting_for(event):
+            TABLES[table][key] = value
+    eff.written()
 
 
-async def publish_trigger(trig: Trigger, source_ts_ms: int) -> None:
-    """Publish the planner's trigger as it is: its emitted_ts is the event time of the decision, so
-    a replay after a crash re-publishes identical content for the same (trigger_id, revision)."""
-    body = trig.to_dict()
+async def _send(eff: Effects) -> None:
+    """Proposals to the capacity desk, group outcomes out, and the metrics of what happened."""
+    for trig, niche_key in eff.proposals:
+        await capacity_topic.send(key=trig.trigger_id.encode(), value=orjson.dumps(
+            {"proposal": trig.to_dict(), "niche_key": niche_key}))
+    for outcome in eff.outcomes:
+        await group_outcomes.send(key=str(outcome["group_id"]).encode(), value=orjson.dumps(outcome))
+        metrics.GROUP_OUTCOMES.labels(outcome["outcome"]).inc()
+    if eff.drift:
+        metrics.DRIFT_DETECTED.inc(len(eff.drift))
+    if eff.closed:
+        _report_forecasts()
+    eff.proposals.clear()
+    eff.outcomes.clear()
+    eff.drift.clear()
+    eff.closed.clear()
+
+
+def _report_forecasts() -> None:
+    scores = ENGINE.report()
+    n = sum(sc.n for sc in scores.values())
+    for hours, sc in scores.items():
+        if sc.n:
+            metrics.FORECAST_MAE.labels(f"{hours * HOUR_MS / BUCKET_MS:g}").set(sc.mae)
+    if n:
+        metrics.FORECAST_P90_COVERAGE.set(sum(sc.p90_coverage * sc.n for sc in scores.values() if sc.n) / n)
+
+
+@app.agent(capacity_topic)
+async def capacity_agent(stream: faust.StreamT) -> None:
+    """The one writer of the capacity book (its topic has one partition): admits proposals and
+    publishes them, passes factory answers through the book on to their niche."""
+    async for events in stream.take_events(BATCH, within=FAST_WITHIN_S):
+        desk = _desk()
+        now_ms = int(time.time() * 1000)
+        for event in events:
+            msg = orjson.loads(event.value)
+            if "proposal" in msg:
+                out = desk.propose(msg["proposal"], msg["niche_key"], now_ms)
+            else:
+                status = parse_factory_status(orjson.dumps(msg["status"]), now_ms)
+                if isinstance(status, Rejection):
+                    continue
+                out = desk.status(status, msg["status"])
+            with acting_for(event):
+                for fid in out.factories:
+                    capacity_table[fid] = desk.book.factory_state(fid)
+                for tid, record in out.published.items():
+                    published_table[tid] = record
+            for body in out.publish:
+                await publish_trigger(body)
+            for niche_key, reply in out.replies:
+                await niche_events.send(key=niche_key.encode(), value=orjson.dumps(reply))
+        for f in TOPOLOGY.factories:
+            metrics.FACTORY_OPEN_UNITS.labels(f.id).set(desk.book.committed(f.id))
+
+
+def _desk() -> CapacityDesk:
+    """The desk, built once from the book's table (recovered before the agent starts)."""
+    if PROGRESS.desk is None:
+        book = CapacityBook.from_dict(dict(capacity_table.items()))
+        PROGRESS.desk = CapacityDesk(book, TOPOLOGY.factories, published_table.get)
+    return PROGRESS.desk
+
+
+@app.agent(factory_status)
+async def status_agent(stream: faust.StreamT) -> None:
+    """Validate factory answers and hand them to the capacity desk; a bad one is dead-lettered."""
+    async for events in stream.take_events(BATCH, within=FAST_WITHIN_S):
+        now_ms = int(time.time() * 1000)
+        for event in events:
+            msg = event.message
+            parsed = parse_factory_status(event.value, now_ms, settings.max_record_bytes)
+            if isinstance(parsed, Rejection):
+                await dead_letters.send(key=FACTORY_STATUS.encode(), value=dead_letter(
+                    parsed.reason, msg.topic, msg.partition, msg.offset, event.value))
+                metrics.DEAD_LETTERS.labels(FACTORY_STATUS).inc()
+                continue
+            await capacity_topic.send(key=parsed.factory_id.encode(), value=orjson.dumps(
+                {"status": {k: v for k, v in asdict(parsed).items() if v is not None}}))
+
+
+async def publish_trigger(body: dict[str, Any]) -> None:
+    """Publish a trigger as booked: its emitted_ts is the event time of the decision, so a replay
+    after a crash re-publishes identical content for the same (trigger_id, revision)."""
+    kind, factory = str(body["kind"]), str(body["factory_id"])
+    source_ts_ms = int(body["emitted_ts"])
 
     def delivered(_: Any) -> None:
-        metrics.TRIGGER_LATENCY.labels(trig.kind).observe(max(0, time.time() * 1000 - source_ts_ms) / 1000)
+        metrics.TRIGGER_LATENCY.labels(kind).observe(max(0, time.time() * 1000 - source_ts_ms) / 1000)
 
-    await trigger_topics[trig.factory_id].send(key=trig.trigger_id.encode(), value=orjson.dumps(body),
-                                                callback=delivered)
-    metrics.TRIGGERS.labels(trig.factory_id, trig.action, trig.kind).inc()
-    metrics.TRIGGER_UNITS.labels(trig.factory_id).inc(trig.units)
-    open_units[trig.factory_id] = open_units.get(trig.factory_id, 0) + trig.units
-    metrics.FACTORY_OPEN_UNITS.labels(trig.factory_id).set(open_units[trig.factory_id])
+    await trigger_topics[factory].send(key=str(body["trigger_id"]).encode(), value=orjson.dumps(body),
+                                       callback=delivered)
+    metrics.TRIGGERS.labels(factory, body["action"], kind).inc()
+    if body["action"] != "cancel":
+        metrics.TRIGGER_UNITS.labels(factory).inc(int(body["units"]))
+
+
+@app.timer(interval=settings.plan_tick_seconds)
+async def planning_tick() -> None:
+    """Time passing without events: refresh the capacity view, close buckets on the wall clock while
+    the stream is live, expire groups, checkpoint and evict models."""
+    if not LAST_EVENT:
+        return
+    now_ms = int(time.time() * 1000)
+    STAGE.book = CapacityBook.from_dict(dict(capacity_table.items()))
+    eff = Effects()
+    open_b = ENGINE.open_bucket
+    if open_b is not None and now_ms - open_b * BUCKET_MS < LIVE_WITHIN_MS:
+        STAGE.advance(now_ms - GRACE_MS, eff)
+    if not PROGRESS.groups_tracked:
+        for gid, raw in groups_table.items():
+            STAGE.track(gid, raw)
+        PROGRESS.groups_tracked = True
+    STAGE.tick_groups(now_ms, eff)
+    STAGE.plan_held(now_ms, eff)
+    _apply(eff)
+    await _send(eff)
+    if now_ms - PROGRESS.checkpointed_ms >= settings.checkpoint_seconds * 1000:
+        PROGRESS.checkpointed_ms = now_ms
+        _store_models(ENGINE.checkpoint())
+        _store_models(ENGINE.evict(settings.max_resident_niches))
+        pooled = ENGINE.pooled_checkpoint()
+        for partition, event in LAST_EVENT.items():
+            with acting_for(event):
+                models_table[f"{POOLED_PREFIX}{partition}"] = pooled
+
+
+def _store_models(blobs: dict[str, bytes]) -> None:
+    for key, blob in blobs.items():
+        event = LAST_EVENT.get(PARTITION_OF.get(key, -1))
+        if event is not None:
+            with acting_for(event):
+                models_table[key] = blob
+
+
+def _restore_engine() -> None:
+    """Before the first batch: continue from the pooled model a previous owner of one of this
+    worker's partitions checkpointed (niches come back one by one through the loader)."""
+    global ENGINE
+    if PROGRESS.engine_checked:
+        return
+    PROGRESS.engine_checked = True
+    owned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == NICHE_EVENTS)
+    for partition in owned:
+        blob = models_table.get(f"{POOLED_PREFIX}{partition}")
+        if isinstance(blob, bytes):
+            try:
+                ENGINE = DemandEngine.restore(blob, loader=_load_niche)
+            except CheckpointError as exc:
+                log.warning("pooled model checkpoint not used: %s", exc)
+                continue
+            STAGE.engine = ENGINE
+            PROGRESS.engine_restored = True
+            return
+
+
+def _load_niche(key: str) -> bytes | None:
+    blob = models_table.get(key)
+    return blob if isinstance(blob, bytes) else None
+
+
+@app.on_partitions_revoked.connect
+def _on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+    """Checkpoint the models of revoked partitions while they are still ours, and forget them."""
+    gone = {tp.partition for tp in revoked if tp.topic == NICHE_EVENTS}
+    if not gone:
+        return
+    try:
+        _store_models(ENGINE.checkpoint())
+    except Exception:  # a failed checkpoint loses only model progress since the last one
+        log.exception("model checkpoint on revocation failed")
+    ENGINE.release_all()
+    for key in [k for k, p in PARTITION_OF.items() if p in gone]:
+        del PARTITION_OF[key]
+        STAGE.recent.pop(key, None)
+        STAGE.held.pop(key, None)
+    for gid in [g for g, k in STAGE.open_groups.items() if k not in PARTITION_OF]:
+        del STAGE.open_groups[gid]
+    for partition in gone:
+        LAST_EVENT.pop(partition, None)
+    PROGRESS.groups_tracked = False
 
 
 @app.timer(interval=10.0)
@@ -254,14 +490,16 @@ async def healthz(web: Any, request: Any) -> Any:
     return web.json({"status": "ok" if reachable is not False and assigned else "degraded",
                      "app_id": settings.app_id,
                      "partitions_assigned": assigned, "broker_reachable": reachable,
-                     "broker_checked_ts": broker_reachable["checked_ts"]})
+                     "broker_checked_ts": broker_reachable["checked_ts"],
+                     "models": {"resident_niches": ENGINE.resident(), "niche_updates": ENGINE.updates,
+                                "open_bucket": ENGINE.open_bucket, "restored": PROGRESS.engine_restored}})
 
 
 @app.page("/api/niches")
 async def niches_view(web: Any, request: Any) -> Any:
     """Niches of the partitions this worker owns, busiest first."""
     limit = api.clamp_limit(request.query.get("limit"))
-    entries = (api.niche_entry(key, value, plan_table.get(key), _forecast(NicheDemand.from_dict(value)))
+    entries = (api.niche_entry(key, value, plan_table.get(key), _forecast(key, value.get("niche")), BUCKET_MS)
                for key, value in demand_table.items())
     return web.json(api.top_niches(entries, limit))
 
@@ -277,7 +515,12 @@ async def triggers_view(web: Any, request: Any) -> Any:
     return web.json({"triggers": found})
 
 
-def _forecast(demand: NicheDemand) -> dict[str, Any]:
-    signal = demand_signal(demand, demand.last_ts_ms, BUCKET_MS, RULE)
-    return {"p50": round(signal), "p90": round(signal * 1.3), "model": RULE_MODEL}
+def _forecast(key: str, attrs: dict[str, str] | None) -> dict[str, Any]:
+    """The engine's forecast over a 72 h lead time (in buckets of the planning clock) for the API."""
+    fc = ENGINE.forecast(key, API_HORIZON_HOURS * BUCKET_MS / HOUR_MS, attrs or {})
+    if fc is None:
+        return {}
+    return {**fc.to_dict(), "horizon_hours": API_HORIZON_HOURS, "drift": fc.drift}
+
+
 dashboard.register(app, [f.id for f in TOPOLOGY.factories])

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -26,16 +30,19 @@ from rich.table import Table
 from rich.text import Text
 
 from streams import admin, simulator, tail, topology
-from streams.config import Settings, cache_dir
+from streams.config import REPO_ROOT, Settings, cache_dir
 from streams.errors import UserError
 from streams.simulate import publish
 from streams.workers import WorkerProcess
+
+SECONDS_PER_HOUR = 0.5  # the example factories' clock: a 48 h lead time takes 24 s
 
 
 def run(duration: float | None, rate: float, port: int, console: Console, scenario: str = "surge") -> int:
     env = dict(os.environ)
     started_broker = False
     worker: WorkerProcess | None = None
+    factories: list[subprocess.Popen[bytes]] = []
     stop = threading.Event()
     run_id = uuid.uuid4().hex[:8]
     state_dir = cache_dir() / "demo" / run_id
@@ -54,7 +61,10 @@ def run(duration: float | None, rate: float, port: int, console: Console, scenar
 
         env.update(C2M_APP_ID=f"c2m-demo-{run_id}", C2M_DATA_DIR=str(state_dir),
                    C2M_AUTO_OFFSET_RESET="latest")
+        # a 10 s bucket stands for an hour: forecasts move within the demo's minute or two
+        env.setdefault("C2M_BUCKET_SECONDS", "10")
         worker = WorkerProcess(env, state_dir).start()
+        factories = [_factory(env, f.id, state_dir) for f in topo.factories]
         with console.status("waiting for the worker to own its partitions"):
             worker.wait_ready()
         base = f"http://{settings.api_host}:{settings.api_port}"
@@ -95,10 +105,9 @@ def run(duration: float | None, rate: float, port: int, console: Console, scenar
             timer.daemon = True
             timer.start()
         scrape = _scraper(worker)
-        factories = [f.id for f in topo.factories]
         try:
             if live:
-                watch_live(console, scrape, seen, factories, stop)
+                watch_live(console, scrape, seen, [f.id for f in topo.factories], stop)
             else:
                 watch_plain(console, scrape, seen, stop)
         except KeyboardInterrupt:
@@ -107,10 +116,12 @@ def run(duration: float | None, rate: float, port: int, console: Console, scenar
         follower.join(5)
         if failures:
             raise UserError(failures[0])
-        _summary(console, seen, niches)
+        _summary(console, seen, niches, state_dir)
         return 0
     finally:
         stop.set()
+        for proc in factories:
+            _stop(proc)
         if worker is not None:
             worker.stop()
         if started_broker:
@@ -121,10 +132,35 @@ def run(duration: float | None, rate: float, port: int, console: Console, scenar
         shutil.rmtree(state_dir, ignore_errors=True)
 
 
-def _summary(console: Console, seen: list[dict[str, Any]], niches: tuple[simulator.NicheSpec, ...]) -> None:
+def _factory(env: dict[str, str], factory_id: str, state_dir: Path) -> subprocess.Popen[bytes]:
+    """examples/factory.py for one factory: accepts what fits, completes it after its lead time at
+    SECONDS_PER_HOUR, so the demo shows the loop from click to finished batch."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with (state_dir / f"factory-{factory_id}.log").open("ab") as log:
+        return subprocess.Popen([sys.executable, str(REPO_ROOT / "examples" / "factory.py"), "--factory", factory_id,
+                                 "--seconds-per-hour", str(SECONDS_PER_HOUR)], env=env, cwd=REPO_ROOT,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)  # the example commits what it answered and exits
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _summary(console: Console, seen: list[dict[str, Any]], niches: tuple[simulator.NicheSpec, ...],
+             state_dir: Path) -> None:
     per_factory = Counter(t.get("factory_id") for t in seen)
     console.print(f"\n{len(seen)} triggers: " + (", ".join(f"{f} {n}" for f, n in sorted(per_factory.items()))
                                                   or "none"))
+    done = {log.stem.removeprefix("factory-"): sum(" completed " in line for line in log.read_text().splitlines())
+            for log in sorted(state_dir.glob("factory-*.log"))}
+    console.print(f"batches completed: {sum(done.values())} "
+                  f"({', '.join(f'{f} {n}' for f, n in done.items() if n) or 'none yet'})")
     for spec in niches:
         if spec.surge_at_s is None:
             continue

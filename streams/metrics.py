@@ -24,6 +24,8 @@ FORECAST_MAE = Gauge("c2m_forecast_mae", "Progressive-validation mean absolute e
                      ["horizon"])
 FORECAST_P90_COVERAGE = Gauge("c2m_forecast_p90_coverage", "Share of realised demand at or below the P90 forecast")
 DRIFT_DETECTED = Counter("c2m_drift_detected", "Demand shifts detected (the planner re-plans the niche at once)")
+GROUP_OUTCOMES = Counter("c2m_group_outcomes", "Group buys that filled or expired (published to c2m.group-outcomes)",
+                         ["outcome"])
 DEAD_LETTERS = Counter("c2m_dead_letters", "Records sent to the dead-letter topic", ["topic"])
 
 # event types a label may take; anything else is counted as "other" to bound cardinality

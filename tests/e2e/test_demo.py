@@ -4,6 +4,7 @@ read back by a consumer that is not part of the worker; nothing the demo started
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -42,6 +43,8 @@ def test_demo_triggers_every_surging_niche_on_a_capable_factory(bootstrap: str, 
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "triggers:" in done.stdout
+    completed = re.search(r"batches completed: (\d+)", done.stdout)
+    assert completed and int(completed.group(1)) >= 1, "the example factories finished no batch: " + done.stdout[-2000:]
 
     topo = topology.load(REPO_ROOT / "topics.yaml")
     surging = simulator.surging("surge")

@@ -17,7 +17,7 @@ import pytest
 from confluent_kafka import Producer
 
 from streams.workers import WorkerProcess
-from tests.integration.conftest import worker_env
+from tests.integration.conftest import wait_until_live, worker_env
 from tests.integration.kafka_io import collect, produce
 
 pytestmark = pytest.mark.integration
@@ -32,34 +32,10 @@ def fresh_worker(topics: str, tmp_path: Path) -> Iterator[WorkerProcess]:
     proc = WorkerProcess(worker_env(topics, C2M_AUTO_OFFSET_RESET="latest"), tmp_path / "w").start()
     try:
         proc.wait_ready(timeout=120)
-        _wait_until_live(proc, topics)
+        wait_until_live(proc, topics)
         yield proc
     finally:
         proc.stop()
-
-
-def _wait_until_live(proc: WorkerProcess, bootstrap: str, timeout: float = 90) -> None:
-    """With "latest", a partition's start is fixed at its first fetch: records produced before that
-    are skipped. A sentinel (a catalog record plus an event relying on it) is re-sent until the
-    worker counts it, which proves both the catalog and the event path are live."""
-    sku, region = f"SKU-SENTINEL-{uuid.uuid4().hex[:6]}", f"SENTINEL-{uuid.uuid4().hex[:6]}"
-    attrs = {"category": "top", "style": "basic", "color": "grey", "size": "M"}
-    deadline = time.monotonic() + timeout
-    i = 0
-    while time.monotonic() < deadline:
-        i += 1
-        produce(bootstrap, [("c2m.catalog", sku.encode(), orjson.dumps({"sku": sku, "attrs": attrs, "ts": 1}))])
-        time.sleep(0.5)
-        produce(bootstrap, [("c2m.clickstream", None, orjson.dumps(
-            {"event_id": f"{region}-{i}", "type": "view", "ts": int(time.time() * 1000), "sku": sku,
-             "region": region}))])
-        settle = time.monotonic() + 3
-        while time.monotonic() < settle:
-            if any(n["attrs"].get("region") == region for n in proc.get("/api/niches?limit=1000")["niches"]):
-                time.sleep(2)  # let any sentinel still in flight be counted before the baseline
-                return
-            time.sleep(0.3)
-    raise AssertionError("the fresh worker never counted the sentinel")
 
 
 def hostile_records(rng: random.Random, region: str, now: int) -> list[tuple[str, bytes | None]]:

@@ -64,7 +64,8 @@ def test_surging_niche_gets_a_start_trigger_on_a_capable_factory(worker: WorkerP
     assert trig["niche"] == {"category": "dress", "style": "boho", "color": "sage", "size": "M", "region": surging}
     factory = topo.factory(trig["factory_id"])
     assert trig["units"] >= factory.min_batch and trig["units"] % factory.batch_step == 0
-    assert trig["evidence"]["orders"] == 150 and trig["evidence"]["add_to_cart"] == 150
+    # the funnel known when the orders crossed the min batch (clicks and orders arrive on two topics)
+    assert 100 <= trig["evidence"]["orders"] <= 150 and trig["evidence"]["add_to_cart"] <= 150
     assert trig["due_by_ts"] > trig["emitted_ts"]
     # event time of the decision, not the wall clock: a replay re-publishes identical content
     assert trig["emitted_ts"] == max(orjson.loads(value)["ts"] for _, _, value in surge)

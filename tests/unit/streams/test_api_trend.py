@@ -28,8 +28,12 @@ def test_no_buckets_no_trend() -> None:
 def test_niche_entry_keeps_the_contract_keys_and_adds_trend() -> None:
     demand = {"counts": {"view": 9, "units": 4}, "buckets": {str(5 * MIN): {"view": 9, "units": 4}},
               "last_ts_ms": 5 * MIN + 1234, "niche": {"category": "dress", "region": "CN-GD"}}
-    entry = api.niche_entry("dress|CN-GD", demand, {"open": {"units": 150}}, {"p50": 3, "p90": 5}, trend_buckets=2)
+    lot = {"trigger_id": "t-1", "factory_id": "f-1", "revision": 2, "units": 150, "due_by_ts": 9 * MIN}
+    plan = {"seq": 1, "stock": {"on_hand": 7, "backorder": 0, "lots": {"t-1": lot}}, "note": "p90 fits"}
+    entry = api.niche_entry("dress|CN-GD", demand, plan, {"p50": 3, "p90": 5}, trend_buckets=2)
     assert list(entry)[:5] == ["niche", "attrs", "counts", "forecast", "open_units"]
     assert entry["counts"]["view"] == 9 and entry["open_units"] == 150
+    assert entry["stock"]["on_hand"] == 7 and entry["stock"]["lots"][0]["revision"] == 2
+    assert entry["plan_note"] == "p90 fits"
     assert entry["last_ts_ms"] == 5 * MIN + 1234
     assert entry["trend"]["units"] == [0, 4]
