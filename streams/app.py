@@ -8,6 +8,7 @@ c2m.catalog --catalog agent--> a global table every worker reads to fill in even
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 import weakref
@@ -102,8 +103,9 @@ demand_table = app.Table("demand", partitions=PARTITIONS, schema=_json)
 plan_table = app.Table("plan", partitions=PARTITIONS, schema=_json)
 groups_table = app.Table("groups", partitions=PARTITIONS, schema=_json)
 # Model checkpoints (models.checkpoint blobs): niche key -> its state, POOLED_PREFIX<p> -> the pooled model.
-models_table = app.Table("models", partitions=PARTITIONS,
-                         schema=faust.Schema(key_serializer="json", value_serializer="raw"))
+# Base64 in JSON: Faust recovers a changelog with a serializer derived from the table's value type
+# (json for anything but a faust Record), whatever schema wrote it, so raw bytes would not come back.
+models_table = app.Table("models", partitions=PARTITIONS, schema=_json)
 # event_id -> 1 in tumbling windows of the dedupe window; a repeat is looked up in the current and
 # the previous window, so any repeat within one window length is caught. Faust expires old
 # windows (tombstones plus a compact,delete changelog), which bounds the state.
@@ -397,7 +399,7 @@ async def planning_tick() -> None:
         PROGRESS.checkpointed_ms = now_ms
         _store_models(ENGINE.checkpoint())
         _store_models(ENGINE.evict(settings.max_resident_niches))
-        pooled = ENGINE.pooled_checkpoint()
+        pooled = base64.b64encode(ENGINE.pooled_checkpoint()).decode()
         for partition, event in LAST_EVENT.items():
             with acting_for(event):
                 models_table[f"{POOLED_PREFIX}{partition}"] = pooled
@@ -408,7 +410,7 @@ def _store_models(blobs: dict[str, bytes]) -> None:
         event = LAST_EVENT.get(PARTITION_OF.get(key, -1))
         if event is not None:
             with acting_for(event):
-                models_table[key] = blob
+                models_table[key] = base64.b64encode(blob).decode()
 
 
 def _restore_engine() -> None:
@@ -420,8 +422,8 @@ def _restore_engine() -> None:
     PROGRESS.engine_checked = True
     owned = sorted(tp.partition for tp in app.consumer.assignment() if tp.topic == NICHE_EVENTS)
     for partition in owned:
-        blob = models_table.get(f"{POOLED_PREFIX}{partition}")
-        if isinstance(blob, bytes):
+        blob = _load_niche(f"{POOLED_PREFIX}{partition}")
+        if blob is not None:
             try:
                 ENGINE = DemandEngine.restore(blob, loader=_load_niche)
             except CheckpointError as exc:
@@ -434,7 +436,7 @@ def _restore_engine() -> None:
 
 def _load_niche(key: str) -> bytes | None:
     blob = models_table.get(key)
-    return blob if isinstance(blob, bytes) else None
+    return base64.b64decode(blob) if isinstance(blob, str) else None
 
 
 @app.on_partitions_revoked.connect

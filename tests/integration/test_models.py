@@ -53,13 +53,13 @@ def test_the_worker_scores_its_forecasts_and_recovers_its_models_on_an_empty_dis
         text = worker.get("/metrics")
         assert 'c2m_forecast_mae{horizon="6"}' in text and "c2m_forecast_p90_coverage " in text
         before = niche(worker, region)
-        assert before is not None and before["forecast"]["cold_start"] is False, before
+        assert before is not None and before["forecast"]["cold_start"] is False, (before, worker.last_error())
         assert before["forecast"]["model"].startswith("river")
         time.sleep(4)  # past a checkpoint
         assert worker.get("/healthz")["models"]["niche_updates"] > 0
     finally:
         worker.kill()
-    shutil.rmtree(tmp_path / "a")
+    shutil.rmtree(tmp_path / "a" / f"{env['C2M_APP_ID']}-data")  # the disk is lost; its log is kept
     again = WorkerProcess(env, tmp_path / "b").start()
     try:
         again.wait_ready(timeout=120)
