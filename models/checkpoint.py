@@ -19,7 +19,7 @@ import orjson
 import river
 
 MAGIC = b"C2MCKPT"
-FORMAT = 1
+FORMAT = 2  # 2: conversion levels, order-count drift with attribute groups, tracked calibration
 _LEN = struct.Struct(">I")
 
 # River state classes live in these modules; functions are never admitted, only classes.
@@ -37,7 +37,8 @@ _ALLOWED = frozenset({
     # the engine's own state classes
     ("models.engine", "NicheState"), ("models.engine", "PooledState"), ("models.engine", "EngineConfig"),
     ("models.forecaster", "PooledForecaster"), ("models.forecaster", "Calibrator"),
-    ("models.forecaster", "AdaGrad"), ("models.drift", "Cusum"),
+    ("models.forecaster", "AdaGrad"), ("models.forecaster", "LinearRegression"), ("models.drift", "Cusum"),
+    ("models.drift", "Groups"),
 })
 
 

@@ -10,16 +10,20 @@ bucket; `observe` counts a niche's events into it (late events too; events up to
 1. labels mature: the units of buckets t+1..b are now known for the features of t = b - H, for
    each horizon H; the forecast issued at t is scored (progressive validation) and its residual
    feeds the conformal calibration;
-2. the niche's conversion residual of b feeds its drift detector;
+2. the niche's orders of b, against what its carts of the hours before predict, feed its drift
+   detector and those of its attribute groups (see drift);
 3. the pooled model learns the matured (features of t, units over t+1..b) pairs -- once per
-   bucket per niche, never per click, and never from a bucket that has not closed;
+   bucket per niche, never per click, and never from a bucket that has not closed (horizons
+   beyond a day have no model to learn: see forecaster);
 4. the features of b are computed and stored, and the forecast for b is issued. Every forecast
    is thus made before its label exists and learned from only after (predict, then learn).
 
 A niche is active from its first event until `dormant_after` buckets without one: by then every
 label it had pending has matured and its features are all zero, so skipping it costs nothing and
-evicting it is exact. State is a slab of numpy rings (one row per resident niche) so a bucket close
-is a few array operations plus one short Python loop over active niches for River.
+evicting it is exact. A niche first seen after the engine's first bucket was launched (its first
+orders are still on their way); one seen from the start was already selling, history unknown.
+State is a slab of numpy rings (one row per resident niche) so a bucket close is a few array
+operations plus one short Python loop over active niches for River.
 """
 
 from __future__ import annotations
@@ -36,12 +40,14 @@ from models import drift as drifting
 from models.features import (
     CART,
     CHANNEL_OF,
+    FUNNEL_LAG,
+    MATCHED,
     MAX_WINDOW,
     N_FEATURES,
     N_FUNNEL,
     N_LEVELS,
     ORDER_SIGN,
-    VIEW,
+    ORDERS,
     as_dict,
     attribute_features,
     behind,
@@ -54,9 +60,10 @@ from models.features import (
 from models.forecaster import N_BANDS, PooledForecaster, quantiles
 
 HOUR_MS = 3_600_000
-MODEL_NAME = "river-pooled-linear+conformal/v1"
+MODEL_NAME = "river-pooled-linear+conformal/v2"
 PROFILE_KEEP = 0.7  # per day: the pooled daily profile forgets with a half-life of about two days
 CHUNK = 4096  # niches per vectorised step of a bucket close
+MAX_GROUPS = 8  # attribute groups a niche's drift evidence joins (one per attribute)
 NICHE_KIND = "c2m.niche-state"
 POOLED_KIND = "c2m.pooled-model"
 
@@ -73,7 +80,7 @@ class EngineConfig:
     phase_buckets: int = 8  # bucket 0 of a cycle is local midnight: UTC+8 with hourly buckets
     warm_buckets: int = 24  # a niche is cold_start until it is this many buckets old
     learning_rate: float = 0.01  # of the shortest horizon; longer ones take smaller steps
-    calibration_window: int = 600
+    calibration_window: int = 300  # residuals the shortest horizon's calibration remembers; longer ones more
     drift_hold_buckets: int = 24  # Forecast.drift stays true this long after a detection
     ahead_buckets: int = 2  # events this far ahead of the open bucket keep their own bucket
     level_halflife: float = 72.0  # buckets; the slow level feature
@@ -178,6 +185,8 @@ class PooledState:
     abs_err: np.ndarray
     covered: np.ndarray
     profile: np.ndarray
+    start: int | None  # the first bucket this engine saw: what came before is unknown, not zero
+    groups: drifting.Groups
 
 
 Loader = Callable[[str], bytes | None]
@@ -201,16 +210,16 @@ class DemandEngine:
         self.config = cfg
         self.loader = loader
         nh = len(cfg.horizons)
-        self.rf = _ring(MAX_WINDOW + cfg.ahead_buckets + 1)
+        self.rf = _ring(MAX_WINDOW + FUNNEL_LAG + cfg.ahead_buckets + 1)
         self.ru = _ring(max(max(cfg.horizons), MAX_WINDOW) + cfg.ahead_buckets + 1)
         self.rh = max(cfg.horizons) + 1
         self.decay = 0.5 ** (1.0 / cfg.level_halflife)
         if pooled is None:
             pooled = PooledState(cfg, PooledForecaster(cfg.horizons, cfg.learning_rate, cfg.calibration_window,
-                                                       cfg.min_learned),
+                                                       cfg.min_learned, learned_upto=cfg.season_buckets),
                                  np.zeros((self.rh, nh, 2, N_BANDS, 2), dtype=np.float32), None,
                                  np.zeros(nh, dtype=np.int64), np.zeros(nh), np.zeros(nh, dtype=np.int64),
-                                 np.full((2, cfg.season_buckets), np.nan))
+                                 np.full((3, cfg.season_buckets), np.nan), None, drifting.Groups())
             pooled.calib[:] = pooled.forecaster.tables()
         self.pooled = pooled
         self._slot: dict[str, int] = {}
@@ -218,7 +227,6 @@ class DemandEngine:
         self._free: list[int] = []
         self._attrs: list[dict[str, str]] = []
         self._attr_x: list[dict[str, float]] = []
-        self._detectors: list[drifting.Cusum] = []
         self._dirty: set[str] = set()
         self.late_events = 0
         self.rejected_checkpoints = 0
@@ -234,7 +242,8 @@ class DemandEngine:
             "feats": ((self.rh, N_FEATURES + nh), np.float16), "raw": ((self.rh, nh), np.float32),
             "levels": ((N_LEVELS,), np.float64), "first": ((), np.int64), "last_event": ((), np.int64),
             "last_closed": ((), np.int64), "since": ((), np.int64), "drift_bucket": ((), np.int64),
-            "touched": ((), np.int64), "live": ((), np.bool_),
+            "touched": ((), np.int64), "live": ((), np.bool_), "cusum": ((2,), np.float64),
+            "group": ((MAX_GROUPS,), np.int32), "onset": ((2,), np.int64),
         }
         for name, (shape, dtype) in shapes.items():
             new = np.zeros((cap, *shape), dtype=dtype)
@@ -254,13 +263,15 @@ class DemandEngine:
             self._keys.append(None)
             self._attrs.append({})
             self._attr_x.append({})
-            self._detectors.append(drifting.Cusum())
         self._keys[s] = key
         self._slot[key] = s
         self._live[s] = True
         self._attrs[s] = dict(attrs)
         self._attr_x[s] = attribute_features(attrs)
-        for name in ("_funnel", "_units", "_feats", "_raw", "_levels"):
+        self._group[s] = -1
+        for i, name in enumerate(list(self._attr_x[s])[:MAX_GROUPS]):
+            self._group[s, i] = self.pooled.groups.id_of(name)
+        for name in ("_funnel", "_units", "_feats", "_raw", "_levels", "_cusum", "_onset"):
             getattr(self, name)[s] = 0
         return s
 
@@ -280,7 +291,6 @@ class DemandEngine:
 
     def _create(self, key: str, attrs: Mapping[str, str], open_b: int) -> int:
         s = self._new_slot(key, attrs)
-        self._detectors[s] = drifting.Cusum()
         self._first[s] = self._since[s] = self._last_event[s] = open_b
         self._last_closed[s] = open_b - 1
         self._drift_bucket[s] = -(1 << 40)
@@ -315,7 +325,7 @@ class DemandEngine:
             return
         bm = self.config.bucket_ms
         if self.pooled.open is None:
-            self.pooled.open = min(int(r[2]) for r in rows) // bm
+            self.pooled.open = self.pooled.start = min(int(r[2]) for r in rows) // bm
         open_b = self.pooled.open
         s = self._resident(key)
         if s is None:
@@ -334,6 +344,8 @@ class DemandEngine:
             sign = ORDER_SIGN.get(etype)
             if sign is not None:
                 units[b % self.ru] += sign * row[3]
+                if sign > 0:
+                    funnel[b % self.rf, ORDERS] += 1
             else:
                 ch = CHANNEL_OF.get(etype)
                 if ch is None:
@@ -370,10 +382,15 @@ class DemandEngine:
             self.updates += len(act)
             gap = b - self._last_closed[act]
             self._since[act] = np.where(gap != 1, b, self._since[act])
-            now = bucket_levels(self._funnel[act, b % self.rf], self._units[act, b % self.ru])
+            now = bucket_levels(self._funnel[act, b % self.rf], self._units[act, b % self.ru],
+                                self._funnel[act, (b - FUNNEL_LAG) % self.rf])
+            self._learn_profile(b, now)
+            if not self._carts_known(b):
+                # a fresh engine's first orders come from carts placed before it started: they
+                # count towards no conversion (nor do the carts standing in for those)
+                now[:, MATCHED] = 0.0
             levels = self._levels[act] * (self.decay ** gap)[:, None] + (1 - self.decay) * now
             self._levels[act] = levels
-            self._learn_profile(b, now)
             factors = profile_factors(p.profile)
             conversion = self._pooled_conversion(levels)
             # in chunks: the per-niche arrays of a close stay small however many niches are active
@@ -388,16 +405,30 @@ class DemandEngine:
         self._units[:n, nxt % self.ru] = 0
         out.closed.append(b)
 
-    def _close_chunk(self, b: int, act: np.ndarray, factors: np.ndarray, conversion: float, out: Advance) -> None:
+    def _launched(self, slots: np.ndarray) -> np.ndarray:
+        """Niches that appeared after the engine's first bucket: launched, not merely unknown to a
+        fresh engine. Only their first day teaches (and calibrates) what a new niche sells."""
+        start = self.pooled.start if self.pooled.start is not None else -(1 << 40)
+        return self._first[slots] > start
+
+    def _carts_known(self, b: int) -> bool:
+        """Whether the carts that b's orders mostly come from were seen: not for a fresh engine's
+        first FUNNEL_LAG buckets, whose orders come from carts placed before it started."""
+        return self.pooled.start is None or b - FUNNEL_LAG >= self.pooled.start
+
+    def _close_chunk(self, b: int, act: np.ndarray, factors: np.ndarray, conversion: tuple[float, float],
+                     out: Advance) -> None:
         cfg = self.config
         matured = self._mature(b, act, out)
         age = (b - self._first[act] + 1).astype(np.float64)
         norm = 1 - self.decay ** age
         levels = self._levels[act] / norm[:, None]
         self._drift(b, act, levels, factors, out)
+        new = self._launched(act)
+        shift = self.pooled.groups.shift(b, self._group[act])
         x_now, rates = window_features(self._funnel[act], self._units[act], b, levels, norm / (1 - self.decay), age,
-                                       conversion, behind(factors, b, cfg.phase_buckets))
-        offs = offsets(rates, cfg.horizons, factors, b, cfg.phase_buckets)
+                                       new, conversion, shift, behind(factors, b, cfg.phase_buckets))
+        offs = offsets(rates, cfg.horizons, factors, b, cfg.phase_buckets, age, new)
         self._feats[act, b % self.rh] = np.concatenate([x_now, offs], axis=1)
         self._raw[act, b % self.rh] = self._learn_and_predict(b, act, x_now, offs, matured)
 
@@ -418,19 +449,32 @@ class DemandEngine:
             actual = np.maximum(cum[idx, h - 1], 0.0).astype(np.float64)
             raw_t = self._raw[slots, t % self.rh].astype(np.float64)
             cold = (t - self._first[slots] + 1) < cfg.warm_buckets
-            p50, p90 = _issued(raw_t, cold, p.calib[t % self.rh])
+            group = cold & self._launched(slots)
+            p50, p90 = _issued(raw_t, group, p.calib[t % self.rh])
             p.n[k] += len(idx)
             p.abs_err[k] += float(np.abs(actual - p50[:, k]).sum())
             p.covered[k] += int((actual <= p90[:, k]).sum())
             out.scored.append(Scored(h, t, [self._key(s) for s in slots.tolist()], actual, p50[:, k], p90[:, k],
                                      cold))
+            if p.start is not None and t < p.start + cfg.season_buckets:
+                # issued in the engine's first daily cycle, before the daily profile and the
+                # niches' norms existed: such features and errors are not what later ones are
+                continue
             # conformal: the residuals of forecasts as issued, a horizon ago, before any of their
             # label was known (a model that has since learned the overlapping neighbours would
-            # look better than it is)
-            cal = p.forecaster.calibrators[k]
-            for r, c, e in zip(raw_t[:, k].tolist(), cold.tolist(), (np.log1p(actual) - raw_t[:, k]).tolist(),
-                               strict=True):
-                cal.update(r, c, e)
+            # look better than it is). Not those with a shift detected inside their window: it
+            # breaks the exchangeability conformal relies on, that miss says nothing of the new
+            # regime's forecasts, and a category's collapse would drag every niche's interval down
+            calm = self._drift_bucket[slots] <= t
+            p.forecaster.calibrators[k].update_many(raw_t[calm, k], group[calm],
+                                                    np.log1p(actual[calm]) - raw_t[calm, k])
+            if not p.forecaster.learns(k):
+                continue
+            # consecutive labels of a long horizon share all but one of their buckets: each niche
+            # learns every `stride`-th (staggered across niches), which costs little information
+            stride = max(1, round(h / cfg.horizons[0] / 2))
+            take = np.flatnonzero((t + slots) % stride == 0)
+            idx, slots, actual = idx[take], slots[take], actual[take]
             season = season_features(t, cfg.season_buckets, cfg.week_cycles, cfg.phase_buckets)
             rows = self._feats[slots, t % self.rh].astype(np.float32)
             target = np.log1p(actual) - rows[:, N_FEATURES + k]
@@ -453,20 +497,23 @@ class DemandEngine:
         return raw_b
 
     def _learn_profile(self, b: int, now: np.ndarray) -> None:
-        """The daily profile of views and units per niche, pooled over niches, EW across days."""
+        """The daily profile of views, units and carts per niche, pooled over niches, EW across days."""
         slot = (b + self.config.phase_buckets) % self.config.season_buckets
-        mean = now[:, [1, 0]].mean(axis=0)
+        mean = now[:, [1, 0, 2]].mean(axis=0)
         prof = self.pooled.profile[:, slot]
         self.pooled.profile[:, slot] = np.where(np.isnan(prof), mean, PROFILE_KEEP * prof + (1 - PROFILE_KEEP) * mean)
 
-    def _pooled_conversion(self, levels: np.ndarray) -> float:
-        """Units per view across the active niches (their slow levels), with a floor for a start."""
-        views = float(levels[:, 1].sum())
-        return max(float(levels[:, 0].sum()) / views, 1e-4) if views > 0 else 0.01
+    def _pooled_conversion(self, levels: np.ndarray) -> tuple[float, float]:
+        """Carts per view and units per (lagged) cart across the active niches (their slow levels),
+        with floors and a guess for a start."""
+        units, views, carts, lagged = (float(x) for x in levels[:, :4].sum(axis=0))
+        return (max(carts / views, 1e-4) if views > 0 else 0.1,
+                max(units / lagged, 1e-3) if lagged > 0 else 0.5)
 
     def _drift(self, b: int, act: np.ndarray, levels: np.ndarray, factors: np.ndarray, out: Advance) -> None:
-        """Feed each niche's conversion residual of bucket b to its detector (niches older than
-        the dormancy span only: a young niche has no norm to deviate from)."""
+        """Feed each niche's orders of bucket b, against those its norm and recent carts expect, to
+        its detector and its groups' (niches older than the dormancy span only: a young niche has
+        no norm to deviate from)."""
         cfg = self.config
         grown = (b - self._first[act] + 1) >= cfg.dormant_after
         if not grown.any():
@@ -477,25 +524,38 @@ class DemandEngine:
         # the pooled profiles carry the season and the funnel lag: orders expected in this slot
         # for the carts of the slots before, relative to an average hour
         season = cfg.season_buckets
-        shape = factors[1, (b + cfg.phase_buckets) % season] / factors[0, (lags + cfg.phase_buckets) % season].mean()
-        units = np.maximum(self._units[slots, b % self.ru], 0.0)
-        z = drifting.conversion_residual(units, carts * shape, levels[:, 0], levels[:, 2])
+        shape = factors[1, (b + cfg.phase_buckets) % season] / factors[2, (lags + cfg.phase_buckets) % season].mean()
+        expected = drifting.expected_orders(carts * shape, levels[:, 4], levels[:, 3])
+        orders = self._funnel[slots, b % self.rf, ORDERS]
+        up, down = drifting.llr_step(self._cusum[slots, 0], self._cusum[slots, 1], orders, expected)
+        up_at, down_at = self.pooled.groups.thresholds(b, self._group[slots], orders, expected)
+        # a group's alarm lowers the bar once per niche: not again right after its own alarm
+        again = (b - self._drift_bucket[slots]) < drifting.GROUP_HOLD
+        direction = drifting.alarms(up, down, np.where(again, drifting.THRESHOLD, up_at),
+                                    np.where(again, drifting.THRESHOLD, down_at))
+        fired = direction != 0
+        # where a sum leaves zero is its estimate of when the shift began
+        started = (self._cusum[slots] == 0) & (np.stack([up, down], axis=1) > 0)
+        self._onset[slots] = np.where(started, b, self._onset[slots])
+        self._cusum[slots, 0], self._cusum[slots, 1] = np.where(fired, 0.0, up), np.where(fired, 0.0, down)
         ts = (b + 1) * cfg.bucket_ms
-        for s, zi in zip(slots.tolist(), z.tolist(), strict=True):
-            direction = self._detectors[s].update(zi)
-            if direction:
-                self._drift_bucket[s] = b
-                self._forget(s, b)
-                out.drift.append(drifting.DriftEvent(self._key(s), b, ts, direction))
+        for i in np.flatnonzero(direction).tolist():
+            s, d = int(slots[i]), int(direction[i])
+            self._drift_bucket[s] = b
+            self._forget(s, b, int(self._onset[s, 0 if d > 0 else 1]))
+            out.drift.append(drifting.DriftEvent(self._key(s), b, ts, d))
 
-    def _forget(self, s: int, b: int) -> None:
-        """After a shift the niche's slow levels (its norm: conversion, traffic) restart from the
-        last day, so its base rate follows the new regime instead of averaging over the old."""
-        back = b - np.arange(MAX_WINDOW)
-        day = np.array([np.maximum(self._units[s, back % self.ru], 0.0).sum(),
-                        self._funnel[s, back % self.rf, VIEW].sum(),
-                        self._funnel[s, back % self.rf, CART].sum()]) / MAX_WINDOW
-        self._levels[s] = day * (1 - self.decay ** (b - self._first[s] + 1))  # stored un-normalised
+    def _forget(self, s: int, b: int, onset: int) -> None:
+        """After a shift in conversion, the niche's conversion norm (its units and orders per
+        lagged cart) restarts from the buckets since the shift began -- with the evidence of
+        those few buckets only, so the pool's prior (moved by its groups' shift) and the coming
+        buckets weigh in. Traffic did not shift: its levels stay. (Only grown niches shift:
+        their carts of the last day were all seen.)"""
+        back = b - np.arange(min(max(b - onset + 1, FUNNEL_LAG + 1), MAX_WINDOW))
+        since = [np.maximum(self._units[s, back % self.ru], 0.0).sum(),
+                 self._funnel[s, (back - FUNNEL_LAG) % self.rf, CART].sum(),
+                 self._funnel[s, back % self.rf, ORDERS].sum()]
+        self._levels[s, MATCHED] = np.array(since) * (1 - self.decay)  # un-normalised EW sums of those buckets
 
     # -- output -------------------------------------------------------------------------------
 
@@ -517,6 +577,7 @@ class DemandEngine:
             b = int(self._last_closed[s])
             raw = self._raw[s, b % self.rh][None, :].astype(np.float64)
             cold = bool((b - self._first[s] + 1) < cfg.warm_buckets)
+            group = cold and bool(self._launched(np.array([s]))[0])
             table = p.calib[b % self.rh]
             drift = b - int(self._drift_bucket[s]) < cfg.drift_hold_buckets
         else:
@@ -524,8 +585,9 @@ class DemandEngine:
             season = season_features(b, cfg.season_buckets, cfg.week_cycles, cfg.phase_buckets)
             ax = self._attr_x[s] if s is not None else attribute_features(attrs or {})
             raw = np.array([p.forecaster.predict(as_dict([0.0] * N_FEATURES, season, ax), [0.0] * len(cfg.horizons))])
-            cold, table, drift = True, p.forecaster.tables(), False
-        p50, p90 = _issued(raw, np.array([cold]), table)
+            cold = group = True
+            table, drift = p.forecaster.tables(), False
+        p50, p90 = _issued(raw, np.array([group]), table)
         lo50, lo90 = _interpolate(cfg.horizon_hours, p50[0], p90[0], horizon_hours)
         return Forecast(horizon_hours=float(horizon_hours), p50=lo50, p90=lo90, model=MODEL_NAME, cold_start=cold,
                         drift=drift, issued_ts=(b + 1) * cfg.bucket_ms)
@@ -547,12 +609,14 @@ class DemandEngine:
             last_closed=int(self._last_closed[s]), since=int(self._since[s]),
             drift_bucket=int(self._drift_bucket[s]),
             saved_open=self.pooled.open if self.pooled.open is not None else -1,
-            detector=self._detectors[s])
+            detector=drifting.Cusum(float(self._cusum[s, 0]), float(self._cusum[s, 1]), int(self._onset[s, 0]),
+                                    int(self._onset[s, 1])))
 
     def _install(self, key: str, st: NicheState) -> int:
         s = self._new_slot(key, st.attrs)
         if st.funnel.shape != self._funnel[s].shape or st.units.shape != self._units[s].shape \
-                or st.feats.shape != self._feats[s].shape or st.raw.shape != self._raw[s].shape:
+                or st.feats.shape != self._feats[s].shape or st.raw.shape != self._raw[s].shape \
+                or st.levels.shape != self._levels[s].shape:
             self._release(s)
             raise checkpoint.CheckpointError("niche state was written with another engine configuration")
         self._funnel[s], self._units[s], self._feats[s], self._raw[s] = st.funnel, st.units, st.feats, st.raw
@@ -560,7 +624,8 @@ class DemandEngine:
         self._first[s], self._last_event[s] = st.first, st.last_event
         self._last_closed[s], self._since[s] = st.last_closed, st.since
         self._drift_bucket[s] = st.drift_bucket
-        self._detectors[s] = st.detector
+        self._cusum[s] = (st.detector.up, st.detector.down)
+        self._onset[s] = (st.detector.up_from, st.detector.down_from)
         now = self.pooled.open
         if now is not None and st.saved_open >= 0 and now > st.saved_open:
             # buckets that became reachable while the niche was away hold stale counts: clear them

@@ -19,16 +19,19 @@ from collections.abc import Mapping
 
 import numpy as np
 
-# funnel ring channels; ordered units (placed minus cancelled) live in their own, longer ring
-VIEW, SEARCH, CART, REMOVE, INTEREST = range(5)
-N_FUNNEL = 5
+# funnel ring channels (ORDERS: orders placed, for drift); ordered units (placed minus cancelled)
+# live in their own, longer ring
+VIEW, SEARCH, CART, REMOVE, INTEREST, ORDERS = range(6)
+N_FUNNEL = 6
 CHANNEL_OF = {"view": VIEW, "search": SEARCH, "add_to_cart": CART, "remove_from_cart": REMOVE,
               "wishlist": INTEREST, "share": INTEREST, "group_join": INTEREST}
 ORDER_SIGN = {"placed": 1, "cancelled": -1}
 UNITS = N_FUNNEL  # index of units in the stacked window sums
 DAY = 24  # the reference window, in buckets
 MAX_WINDOW = DAY
-N_LEVELS = 3  # slow EW levels of units, views, carts
+N_LEVELS = 5  # slow EW levels of units, views, carts, carts FUNNEL_LAG buckets ago, and orders
+MATCHED = np.array([0, 3, 4])  # the levels that count towards conversion, against lagged carts
+FUNNEL_LAG = 5  # buckets an order typically trails its cart (carts follow views within the hour)
 AGE_CAP = 168  # a niche a week old is simply "established"
 SMOOTH = 0.5  # pseudo-count added to every window sum before taking a log
 
@@ -37,29 +40,39 @@ NAMES: tuple[str, ...] = (
     "removes", "interest", "searches", "niche_conversion", "scale", "young", "age",
 )
 N_FEATURES = len(NAMES)
-PSEUDO_VIEWS = 200.0  # how many views of evidence a niche needs before its own conversion counts
+PSEUDO_VIEWS = 200.0  # views of evidence a niche needs before its own cart rate counts as much as the pool's
+PSEUDO_CARTS = 100.0  # carts of evidence before its own units per cart count as much as the pool's
 
 
 def window_features(funnel: np.ndarray, units: np.ndarray, bucket: int, levels: np.ndarray,
-                    span: np.ndarray, age: np.ndarray, pooled_conversion: float,
-                    profile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                    span: np.ndarray, age: np.ndarray, new: np.ndarray, pooled: tuple[float, float],
+                    shift: np.ndarray, profile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Feature rows [n, N_FEATURES] for n niches at the close of `bucket`, and their base rates
     [n, 2] (units per day-mean bucket: from the last day's views, and from the slow level).
 
     `funnel` is [n, RF, N_FUNNEL] and `units` [n, RU]: rings indexed by bucket % ring length.
     `levels` [n, N_LEVELS] are the niche's slow EW means per bucket (bias-corrected) of units,
-    views and carts, over `span` buckets; `age` the buckets since its first event (1 in its
-    first bucket); `pooled_conversion` the units per view of all niches; `profile` [2, MAX_WINDOW]
-    the pooled daily profile (views, units) of buckets b, b-1, ... relative to a day's mean.
+    views, carts and lagged carts, over `span` buckets; `age` the buckets since its first event
+    (1 in its first bucket); `new` whether that was a launch rather than the engine's start (a
+    niche already selling when the engine started has orders in flight from its first bucket);
+    `pooled` the carts per view and units per (lagged) cart of all niches, and `shift` [n] how
+    far the conversion of each niche's attribute groups moved lately (1: not at all; see
+    drift.Groups.shift), which moves the pool's units per cart as a prior;
+    `profile` [3, MAX_WINDOW] the pooled daily profile (views, units, carts) of buckets b, b-1,
+    ... relative to a day's mean.
 
     Rates are seasonally adjusted: counts over the window divided by the profile's share of the
     window, so the last hour compares with the day whatever the hour, and a niche born at 3 a.m.
     is not taken for a dud.
 
     The two base rates are the demand the funnel implies: views per bucket (of the last day, and
-    of the slow level) times the niche's long-run units per view, shrunk towards the pooled
-    conversion while the niche has few views. Views are dense where orders are sparse, so this
-    is a steadier level than past orders, and a new niche has one from its first bucket.
+    of the slow level) times the niche's units per view. Views are dense where orders are sparse,
+    so this is a steadier level than past orders, and a new niche has one from its first bucket.
+    Units per view is estimated in two steps of the funnel, each shrunk towards the pool's while
+    the niche has little evidence: carts per view (carts come within the hour: a new niche shows
+    its cart rate on its first day) times units per cart, against the carts of FUNNEL_LAG buckets
+    earlier (orders come hours after the cart: against the latest carts, a young or growing niche
+    would look as if it did not convert).
     """
     rf, ru = funnel.shape[1], units.shape[1]
     back = bucket - np.arange(MAX_WINDOW)  # newest first
@@ -74,12 +87,14 @@ def window_features(funnel: np.ndarray, units: np.ndarray, bucket: int, levels: 
         return np.log((sums[:, w - 1, ch] + SMOOTH) / share[int(ch == UNITS), np.minimum(w, life) - 1])
 
     day = {ch: rate(ch, DAY) for ch in (VIEW, SEARCH, CART, REMOVE, INTEREST, UNITS)}
-    lu, lv, lc = (levels[:, i] * span for i in range(N_LEVELS))  # EW sums over the span
-    conv = (lu + PSEUDO_VIEWS * pooled_conversion) / (lv + PSEUDO_VIEWS)
+    lu, lv, lc, lcl = (levels[:, i] * span for i in range(4))  # EW sums over the span
+    carts_per_view, units_per_cart = pooled
+    conv = ((lc + PSEUDO_VIEWS * carts_per_view) / (lv + PSEUDO_VIEWS)
+            * (lu + PSEUDO_CARTS * units_per_cart * shift) / (lcl + PSEUDO_CARTS))
     base = conv * np.exp(day[VIEW])
     log_base = np.log(base + SMOOTH / DAY)
-    young = (age < DAY).astype(np.float64)
-    # a niche younger than a day has sold less than its funnel implies simply because orders
+    young = ((age < DAY) & new).astype(np.float64)
+    # a new niche younger than a day has sold less than its funnel implies simply because orders
     # trail views by hours: its sales-based features would read as a collapse, so they are off
     grown = 1.0 - young
     cols = [
@@ -87,9 +102,9 @@ def window_features(funnel: np.ndarray, units: np.ndarray, bucket: int, levels: 
         rate(CART, 3) - day[CART], rate(CART, 6) - day[CART], rate(CART, 12) - day[CART],
         grown * (day[UNITS] - log_base),
         day[CART] - day[VIEW] - np.log((lc + SMOOTH) / (lv + SMOOTH)),
-        grown * (day[UNITS] - day[CART] - np.log((lu + SMOOTH) / (lc + SMOOTH))),
+        grown * (day[UNITS] - day[CART] - np.log((lu + SMOOTH) / (lcl + SMOOTH))),
         rate(REMOVE, 6) - rate(CART, 6), day[INTEREST] - day[VIEW], day[SEARCH] - day[VIEW],
-        np.log(conv / pooled_conversion), log_base / 4.0,
+        np.log(conv / (carts_per_view * units_per_cart)), log_base / 4.0,
         young, np.log1p(np.minimum(age, AGE_CAP)) / 4.0,
     ]
     rates = np.stack([base, conv * np.maximum(levels[:, 1], np.exp(day[VIEW]) * young)], axis=1)
@@ -97,10 +112,12 @@ def window_features(funnel: np.ndarray, units: np.ndarray, bucket: int, levels: 
     return np.stack(cols, axis=1).astype(np.float16).astype(np.float32), rates
 
 
-def bucket_levels(funnel: np.ndarray, units: np.ndarray) -> np.ndarray:
-    """One bucket's units, views and carts [n, N_LEVELS] (from its funnel [n, N_FUNNEL] and units
-    [n] counts): what the EW levels are fed."""
-    return np.stack([np.maximum(units, 0.0), funnel[:, VIEW], funnel[:, CART]], axis=1)
+def bucket_levels(funnel: np.ndarray, units: np.ndarray, lagged: np.ndarray) -> np.ndarray:
+    """One bucket's units, views, carts, the carts of FUNNEL_LAG buckets before, and orders
+    [n, N_LEVELS] (from its funnel [n, N_FUNNEL], units [n] and the lagged bucket's funnel): what
+    the EW levels are fed."""
+    return np.stack([np.maximum(units, 0.0), funnel[:, VIEW], funnel[:, CART], lagged[:, CART], funnel[:, ORDERS]],
+                    axis=1)
 
 
 def profile_factors(profile: np.ndarray) -> np.ndarray:
@@ -118,12 +135,25 @@ def behind(factors: np.ndarray, bucket: int, phase: int) -> np.ndarray:
 
 
 def offsets(rates: np.ndarray, horizons: tuple[int, ...], factors: np.ndarray, bucket: int,
-            phase: int) -> np.ndarray:
+            phase: int, age: np.ndarray, new: np.ndarray) -> np.ndarray:
     """Where each horizon's model starts [n, horizons]: log1p of the funnel-implied units over
     the next H buckets, shaped by the pooled units profile of those buckets. The last day's
-    views up to a day ahead; the slow level beyond (buzz mean-reverts)."""
-    ahead = np.cumsum(factors[1, (bucket + phase + 1 + np.arange(max(horizons))) % factors.shape[1]])
-    cols = [np.log1p(rates[:, 0 if h <= DAY else 1] * ahead[h - 1]) for h in horizons]
+    views for the first day ahead; the slow level for the days after (buzz mean-reverts within
+    a day or so).
+
+    A niche launched `age` buckets ago had no views before: the orders its rate implies for the
+    next buckets are short of those that would have come from earlier views (orders trail views
+    by FUNNEL_LAG buckets or so; the share of lags of at least d buckets taken as exp(-d/lag)).
+    """
+    prof = factors[1, (bucket + phase + 1 + np.arange(max(horizons))) % factors.shape[1]]
+    ahead = np.broadcast_to(np.cumsum(prof), (len(rates), len(prof))).copy()
+    ramping = np.flatnonzero(new & (age < DAY))  # a day on, under 1% of the orders are missing
+    if len(ramping):
+        lag = age[ramping, None] + np.arange(1, len(prof) + 1)
+        ahead[ramping] = np.cumsum(prof * (1 - np.exp(-lag / FUNNEL_LAG)), axis=1)
+    day = ahead[:, min(DAY, len(prof)) - 1]
+    cols = [np.log1p(rates[:, 0] * ahead[:, h - 1] if h <= DAY
+                     else rates[:, 0] * day + rates[:, 1] * (ahead[:, h - 1] - day)) for h in horizons]
     return np.stack(cols, axis=1).astype(np.float16).astype(np.float32)
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from models.engine import HOUR_MS, DemandEngine, EngineConfig
+from models.features import NAMES
 
 START = 1_764_000_000_000 // HOUR_MS * HOUR_MS
 B0 = START // HOUR_MS  # the engine numbers buckets from the epoch
@@ -201,6 +202,47 @@ def test_seasonal_traffic_alone_raises_no_drift() -> None:
         engine.observe("a", ATTRS, bucket_rows(b, views, carts, units))
         alarms += len(engine.advance(START + (b + 1) * HOUR_MS).drift)
     assert alarms == 0
+
+
+def test_a_category_wide_collapse_is_caught_on_niches_too_quiet_to_show_it_alone() -> None:
+    """Twelve quiet dress niches (an order every few hours) lose half their conversion at once:
+    each alone would take days to tell, their category tells within hours; the tops, whose
+    conversion held, raise nothing."""
+    cfg = EngineConfig(horizons=(2, 4), min_learned=1)
+    engine = DemandEngine(cfg)
+    rng = random.Random(11)
+    niches = {f"d{i}": {**ATTRS, "color": f"c{i}"} for i in range(12)}
+    niches |= {f"t{i}": {**OTHER, "color": f"c{i}"} for i in range(12)}
+    events = []
+    for b in range(220):
+        for key, attrs in niches.items():
+            carts = rng.randrange(0, 3)
+            rate = 0.2 if key.startswith("d") and b >= 150 else 0.4
+            units = sum(rng.random() < rate for _ in range(carts))
+            engine.observe(key, attrs, bucket_rows(b, 20, carts, units, tag=key))
+        events += engine.advance(START + (b + 1) * HOUR_MS).drift
+    caught = {e.niche for e in events if B0 + 150 <= e.bucket < B0 + 198 and e.direction == -1}
+    assert len({k for k in caught if k.startswith("d")}) >= 8
+    assert not [e for e in events if e.niche.startswith("t")]
+
+
+def test_a_launched_niche_is_not_taken_for_a_dud_while_its_first_orders_are_on_their_way() -> None:
+    """Orders trail views by hours: a niche launched mid-stream has views and carts but no
+    orders yet. Its conversion comes from its carts and the pool, not from the missing orders,
+    and its forecast allows for the orders its earlier (non-existent) views would have sent."""
+    engine = DemandEngine(SMALL)
+    feed(engine, range(40))
+    engine.observe("new", OTHER, bucket_rows(40, 60, 8, 0, tag="n"))
+    engine.observe("a", ATTRS, bucket_rows(40, *traffic(40)))
+    engine.advance(START + 41 * HOUR_MS)
+    s = engine._slot["new"]
+    x = dict(zip(NAMES, engine._feats[s, (B0 + 40) % engine.rh].tolist(), strict=False))
+    assert x["young"] == 1.0
+    assert abs(x["niche_conversion"]) < 0.5  # not log(0): no order yet is no evidence yet
+    # a niche there from the engine's first bucket was already selling: not young, even on day one
+    fresh = DemandEngine(SMALL)
+    feed(fresh, range(3))
+    assert fresh._feats[fresh._slot["a"], (B0 + 2) % fresh.rh][NAMES.index("young")] == 0.0
 
 
 # -- state: eviction, reload, restore ------------------------------------------------------

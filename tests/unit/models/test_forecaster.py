@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -57,17 +58,19 @@ def test_engine_forecasts_keep_their_quantiles_in_order(counts: list[tuple[int, 
 def test_calibration_reaches_the_asked_coverage() -> None:
     rng = random.Random(3)
     cal = Calibrator(window=600)
-    for _ in range(5000):
-        raw = rng.uniform(0, 4)
-        cal.update(raw, False, rng.gauss(0.3, 0.5))
+    for _ in range(250):  # a bucket's residuals at a time, as the engine feeds them
+        raws = np.array([rng.uniform(0, 4) for _ in range(20)])
+        cal.update_many(raws, np.zeros(20, dtype=bool), np.array([rng.gauss(0.3, 0.5) for _ in range(20)]))
     table = cal.table()
     raw = np.array([rng.uniform(0, 4) for _ in range(4000)])
     actual = np.expm1(raw + np.array([rng.gauss(0.3, 0.5) for _ in range(4000)]))
     p50, p90 = quantiles(raw, np.zeros(len(raw), dtype=bool), table)
     assert 0.87 <= float((actual <= p90).mean()) <= 0.93
     assert 0.45 <= float((actual <= p50).mean()) <= 0.55
-    # a group with no residuals yet falls back to the default spread, not to the other group
-    assert table[1, 0, 1] == np.float32(0.7)
+    # a group with no residuals yet falls back to the default spread, not to the other group's;
+    # new niches always take their median from the established ones
+    assert table[1, 0, 1] - table[1, 0, 0] == pytest.approx(0.7)
+    assert table[1, 0, 0] == table[0, 0, 0]
 
 
 def test_an_untrained_horizon_scales_the_last_trained_one() -> None:
@@ -79,3 +82,25 @@ def test_an_untrained_horizon_scales_the_last_trained_one() -> None:
     assert long == np.log1p(np.expm1(short) * 4)
     fresh = PooledForecaster((6, 24), learning_rate=0.01, window=100, min_learned=3)
     assert fresh.predict(x, [1.0, 2.0]) == [1.0, 2.0]  # nothing learned: the offsets alone
+
+
+def test_calibration_follows_residuals_that_widen() -> None:
+    rng = np.random.default_rng(4)
+    cal = Calibrator(window=300)
+    for scale in (0.3, 0.9):  # the errors triple
+        for _ in range(60):
+            raw = rng.uniform(1.0, 1.2, size=40)
+            cal.update_many(raw, np.zeros(40, dtype=bool), rng.normal(0.0, scale, size=40))
+        spread = float(cal.table()[0, 4, 1] - cal.table()[0, 4, 0])
+        assert abs(spread - 1.2816 * scale) < 0.25 * scale
+
+
+def test_horizons_beyond_the_learned_ones_are_their_offset_alone() -> None:
+    fc = PooledForecaster((6, 24, 72), learning_rate=0.01, window=100, min_learned=1, learned_upto=24)
+    assert [fc.learns(k) for k in range(3)] == [True, True, False]
+    x = {"views_1": 0.5}
+    for _ in range(5):
+        fc.learn(0, x, 0.3)
+        fc.learn(1, x, 0.3)
+    out = fc.predict(x, [1.0, 2.0, 3.0])
+    assert out[2] == 3.0 and out[0] != 1.0
