@@ -3,8 +3,9 @@
 JSONL lines as `c2m simulate --out` writes them ({"topic", "key", "value"}) go, in timestamp
 order, through `streams.ingest.ingest` (validation, niche keys, per-niche rows), into a
 `DemandEngine` (the same one the worker drives), closing buckets on event time. A `Scoreboard`
-scores the engine's forecasts and the baselines on the same points; a planner can be plugged in
-through `ReplayHook` and gets every bucket close.
+scores the engine's forecasts and the baselines on the same points; a planner plugs in through
+`ReplayHook` (`streams.plan_replay.PlanReplay` is the one `c2m backtest` uses): it gets every
+niche's rows and every bucket close, and its summary is the result's "inventory".
 """
 
 from __future__ import annotations
@@ -37,9 +38,12 @@ MAX_RECORD_BYTES = 65536
 
 
 class ReplayHook(Protocol):
-    """What a planner plugs into a replay: called after each advance that closed buckets (with
+    """What a planner plugs into a replay: every niche's rows as the engine sees them (so orders
+    can meet stock at their own timestamps), a call after each advance that closed buckets (with
     the end of the last one, the engine and what the advance reported), summarised at the end
     under "inventory"."""
+
+    def on_rows(self, niche_key: str, niche: dict[str, str], rows: list[list[Any]]) -> None: ...
 
     def on_close(self, bucket_end_ms: int, engine: DemandEngine, advance: Advance) -> None: ...
 
@@ -131,7 +135,7 @@ def replay(path: Path, config: EngineConfig | None = None, hook: ReplayHook | No
     for ts, rec in _in_order(_records(path, stats)):
         bucket = ts // cfg.bucket_ms
         if batch and (bucket != batch_bucket or len(batch) >= BATCH):
-            _run(batch, batch_ts, topo, engine, board, stats)
+            _run(batch, batch_ts, topo, engine, board, hook, stats)
             batch = []
             if progress is not None:
                 progress(stats.bytes_read, size)
@@ -141,7 +145,7 @@ def replay(path: Path, config: EngineConfig | None = None, hook: ReplayHook | No
         batch.append(rec)
         batch_ts = max(batch_ts, ts)
     if batch:
-        _run(batch, batch_ts, topo, engine, board, stats)
+        _run(batch, batch_ts, topo, engine, board, hook, stats)
     # close the buckets that ended with the log; the last, partial one stays open
     _close(engine, board, hook, stats, batch_ts)
     if stats.events == 0:
@@ -169,7 +173,7 @@ def _close(engine: DemandEngine, board: Scoreboard, hook: ReplayHook | None, sta
 
 
 def _run(batch: list[RawRecord], now_ms: int, topo: topology.Topology, engine: DemandEngine, board: Scoreboard,
-         stats: ReplayStats) -> None:
+         hook: ReplayHook | None, stats: ReplayStats) -> None:
     """One batch through ingest (now = the batch's newest event: replay time, not wall time)."""
     out = ingest(batch, now_ms, topo.niche_attributes, topo.size_bands, {}, MAX_RECORD_BYTES)
     stats.events += len(batch)
@@ -180,6 +184,8 @@ def _run(batch: list[RawRecord], now_ms: int, topo: topology.Topology, engine: D
         open_bucket = engine.open_bucket
         assert open_bucket is not None  # set by the first observe
         board.observe(key, msg["events"], open_bucket)
+        if hook is not None:
+            hook.on_rows(key, msg["niche"], msg["events"])
 
 
 def _truth(path: Path) -> dict[str, Any] | None:
@@ -273,7 +279,38 @@ def render(result: dict[str, Any], console: Console) -> None:
     if "alarms_per_niche_day_elsewhere" in d:
         line += f"; {d['alarms_per_niche_day_elsewhere']:.3f} alarms per niche-day elsewhere"
     console.print(line)
+    if "inventory" in result:
+        _render_inventory(result["inventory"], console)
     r = result["replay"]
     console.print(f"replayed {r['events']} events ({r['rejected']} rejected, {r['late_events']} late) into "
                   f"{r['niches']} niches in {r['seconds']} s; {r['niche_updates']} niche-bucket updates at "
                   f"{r['update_us']} us each")
+
+
+INVENTORY_ROWS = (("produced", "produced"), ("sold", "sold"), ("unsold", "unsold (% of produced)"),
+                  ("stockouts", "stockouts"), ("fill_rate", "fill rate"))
+
+
+def _render_inventory(inv: dict[str, Any], console: Console) -> None:
+    """Planner and make-to-stock side by side (the definitions are in streams.plan_replay)."""
+    policies = [p for p in ("planner", "make_to_stock") if p in inv]
+    table = Table(title="inventory at the end of the log", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("units")
+    for p in policies:
+        table.add_column(p.replace("_", "-"), justify="right", no_wrap=True)
+
+    def cell(fig: dict[str, Any], key: str) -> str:
+        value = fig.get(key)
+        if value is None:
+            return "-"
+        if key == "fill_rate":
+            return f"{value:.1%}"
+        if key == "unsold" and fig.get("produced"):
+            return f"{value} ({value / fig['produced']:.1%})"
+        return str(value)
+
+    for key, label in INVENTORY_ROWS:
+        table.add_row(label, *(cell(inv[p], key) for p in policies))
+    console.print(table)
+    console.print("sold: delivered by the end, at once or to a waiting order when a batch landed; "
+                  "production still in flight at the end is left out")

@@ -164,18 +164,25 @@ def simulate(rate: float, duration: float | None, seed: int, scenario: str, days
               help="JSONL event log, as `c2m simulate --out` writes it")
 @click.option("--json", "as_json", is_flag=True, help="print the figures as one JSON object")
 def backtest(events: Path, as_json: bool) -> None:
-    """Replay an event log through the worker's models, without Kafka; forecast error per
-    horizon against the baselines, P90 coverage, cold start and drift."""
+    """Replay an event log through the worker's models and planner, without Kafka; forecast error
+    per horizon against the baselines, P90 coverage, cold start, drift, and inventory outcomes of
+    the planner against make-to-stock."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
+    from models.planner import PlannerConfig
     from streams import backtest as replaying
+    from streams import topology
+    from streams.plan_replay import PlanReplay
 
+    settings = Settings.from_env()  # the worker's factories and service level (C2M_SERVICE_LEVEL)
+    hook = PlanReplay(topology.load(settings.topics_file).factories,
+                      PlannerConfig(service_level=settings.service_level))
     err = Console(stderr=True)
     with Progress("replaying", BarColumn(), DownloadColumn(), TimeRemainingColumn(), console=err, transient=True,
                   disable=not err.is_terminal) as bar:
         task = bar.add_task("replay", total=None)
-        result = replaying.replay(events, progress=lambda done, total: bar.update(task, completed=done,
-                                                                                  total=total))
+        result = replaying.replay(events, hook=hook, progress=lambda done, total: bar.update(task, completed=done,
+                                                                                            total=total))
     if as_json:
         click.echo(orjson.dumps(result).decode())
     else:
@@ -209,22 +216,40 @@ def demo(duration: float | None, rate: float, port: int) -> None:
 
 
 @cli.command()
-@click.option("--events", default=200_000, show_default=True, help="events to pre-load and process")
+@click.option("--only", default=None, metavar="PARTS",
+              help="comma-separated parts to run: ingest, latency, memory, tick [default: all]")
+@click.option("--events", default=200_000, show_default=True, help="ingest: events to pre-load and process")
+@click.option("--groups", default=200, show_default=True, help="latency: group buys to fill under load")
+@click.option("--memory-niches", default=2_000, show_default=True, help="memory: niches to build and measure")
+@click.option("--tick-niches", default=100_000, show_default=True, help="tick: niches in the worker's state")
 @click.option("--json", "as_json", is_flag=True, help="print the figures as one JSON object")
-def bench(events: int, as_json: bool) -> None:
-    """Worker ingest against a raw confluent-kafka consumer, on a private local broker."""
-    import orjson
+def bench(only: str | None, events: int, groups: int, memory_niches: int, tick_niches: int, as_json: bool) -> None:
+    """Throughput, group-buy latency, memory per niche and planning tick time.
 
+    ingest and latency run on a private local broker (worker against a raw confluent-kafka consumer;
+    a filled group's trigger under 1,000 events/s); memory and tick need no broker.
+    """
     from streams import bench as benchmark
 
+    try:
+        parts = benchmark.parse_parts(only)
+    except ValueError as exc:
+        raise UserError(f"--only: {exc}") from None
+    if min(events, groups, memory_niches, tick_niches) <= 0:
+        raise UserError("--events, --groups, --memory-niches and --tick-niches must be positive")
+    if tick_niches > 288_000:
+        raise UserError("--tick-niches: at most 288,000 (the synthetic niches are all distinct)")
     with console.status("benchmark") as status:
-        figures = benchmark.run(events, progress=lambda step: status.update(step))
+        try:
+            result = benchmark.run(parts, events=events, groups=groups, memory_niches=memory_niches,
+                                   tick_population=tick_niches, progress=lambda step: status.update(step))
+        except RuntimeError as exc:  # a measurement that could not finish: say which, in one line
+            raise UserError(f"bench: {exc}") from None
     if as_json:
-        click.echo(orjson.dumps(figures).decode())
+        click.echo(orjson.dumps(result.figures()).decode())
         return
-    ingest = figures["ingest"]
-    console.print(f"ingest of {ingest['events']} events: worker {ingest['worker_events_per_s']:,}/s, "
-                  f"raw consumer {ingest['raw_events_per_s']:,}/s, ratio {ingest['ratio']}")
+    for line in result.lines():
+        console.print(line)
 
 
 def main() -> None:

@@ -241,6 +241,8 @@ T0 = 1_764_000_000_000
 MIN = 60_000
 HOUR = 3_600_000
 PCFG = PlannerConfig(min_revision_interval_ms=10 * MIN)
+FULL = PlannerConfig(min_revision_interval_ms=10 * MIN, start_share=1.0)  # DESIGN §7's rule, the default
+HALF = PlannerConfig(min_revision_interval_ms=10 * MIN, start_share=0.5)  # a reorder point at half a min batch
 EVIDENCE = {"views": 5400, "add_to_cart": 610, "orders": 95, "drift": False}
 
 
@@ -312,7 +314,7 @@ def test_a_surging_niche_starts_a_batch_that_explains_itself() -> None:
 
 
 def test_below_min_batch_nothing_starts() -> None:
-    loop = Loop()
+    loop = Loop(cfg=FULL)
     assert loop.plan(fc(99.9)) == []
     assert loop.note == ("p90 demand over 48 h (99.9) + 0 confirmed - 0 stock - 0 in production = 99.9 < min batch "
                          "100: nothing to start")
@@ -397,7 +399,7 @@ def test_an_accepted_batch_is_never_changed_and_more_demand_reorders() -> None:
     (start,) = loop.plan(fc(300))
     assert loop.answer(start, "accepted") == "updated"
     assert loop.plan(fc(5)) == []  # no cancel after acceptance
-    assert loop.plan(fc(399)) == []  # 99 more: below min batch
+    assert loop.plan(fc(349)) == []  # 49 more: below the reorder point (half a min batch)
     (more,) = loop.plan(fc(420))
     assert (more.action, more.revision, more.units) == ("reorder", 1, 150)
     assert more.trigger_id == trigger_id(KEY, 2)
@@ -565,13 +567,56 @@ def test_niche_plan_round_trips_through_json() -> None:
     assert NichePlan.from_dict(None) == NichePlan()
 
 
+def test_start_share_sets_the_reorder_point_and_rounds_up_to_a_min_batch() -> None:
+    half = Loop(cfg=PlannerConfig(start_share=0.5))
+    assert half.plan(fc(49.9)) == []
+    assert half.note.endswith("= 49.9 < 0.5 of min batch 100: nothing to start")
+    (trig,) = half.plan(fc(60))
+    assert (trig.action, trig.units) == ("start", 100)
+    assert trig.reason.endswith("= 60 ≥ 0.5 of min batch 100: start 100 at f-gz-dress")
+    assert half.state.stock.lots[trig.trigger_id].basis == 60  # sized for the need, not the rounding
+    assert half.plan(fc(60)) == [] and half.plan(fc(15)) == []  # held: a fall of less than a step
+    (stop,) = half.plan(fc(5))  # a fall of more than a step from the need it was sized for stops it
+    assert (stop.action, stop.units) == ("cancel", 100)
+    eager = Loop(cfg=PlannerConfig(start_share=0.0))
+    assert eager.plan(fc(0.5)) == []  # no shortfall of a whole unit
+    assert [t.units for t in eager.plan(fc(1))] == [100]
+    big = Loop(cfg=PlannerConfig(start_share=0.5))
+    assert [t.units for t in big.plan(fc(240))] == [250]  # above a min batch: as before
+
+
+def test_a_cold_start_forecast_is_planned_at_its_own_level_and_capped() -> None:
+    cfg = PlannerConfig(service_level=0.9, cold_start_level=0.5, cold_start_cap=200)
+    assert [t.units for t in Loop(cfg=cfg).plan(fc(400, p50=150, cold=True))] == [150]  # P50, not P90
+    (capped,) = Loop(cfg=cfg).plan(fc(900, p50=600, cold=True))
+    assert capped.units == 200
+    assert capped.reason.startswith("p50 demand over 48 h (200, capped at 200 on a cold start) + 0 confirmed")
+    assert capped.forecast["cold_start"] is True and capped.forecast["p50"] == 600  # the forecast as given
+    assert [t.units for t in Loop(cfg=cfg).plan(fc(900, p50=600))] == [900]  # warm: the service level
+    waiting = Loop(cfg=cfg)
+    waiting.state.stock.order("placed", 120)
+    assert [t.units for t in waiting.plan(fc(900, p50=600, cold=True))] == [350]  # orders waiting come on top
+    uncapped = PlannerConfig(cold_start_level=0.7, cold_start_cap=0)
+    assert [t.units for t in Loop(cfg=uncapped).plan(fc(900, p50=600, cold=True))] == [750]
+
+
+def test_new_knobs_are_validated() -> None:
+    with pytest.raises(ValueError, match="start_share"):
+        PlannerConfig(start_share=1.5)
+    with pytest.raises(ValueError, match="cold_start_cap"):
+        PlannerConfig(cold_start_cap=-1)
+    with pytest.raises(ValueError, match="service levels"):
+        PlannerConfig(cold_start_level=0.95)
+
+
 def test_rule_forecast_and_evidence_from_counters() -> None:
     d = demand(units=120, carts=40, views=900)
     assert rule_forecast(d, NOW, B, CFG, 48) == {"horizon_hours": 48, "p50": 130, "p90": 169, "model": RULE_MODEL,
                                                   "cold_start": True}
     assert evidence_of(d, NOW, B, 5, drift=True) == {"views": 900, "add_to_cart": 40, "orders": 1, "drift": True}
     (trig,) = Loop().plan(rule_forecast(d, NOW, B, CFG, 48), evidence=evidence_of(d, NOW, B, 5))
-    assert (trig.units, trig.forecast["cold_start"], trig.forecast["model"]) == (200, True, RULE_MODEL)
+    # a cold start is planned at its P50 (130), not P90 (169)
+    assert (trig.units, trig.forecast["cold_start"], trig.forecast["model"]) == (150, True, RULE_MODEL)
 
 
 @settings(max_examples=150, deadline=None)
@@ -585,16 +630,17 @@ def test_demand_within_a_step_never_flaps(low: int, factory: Factory, jitter: li
     assert all(t.action == "start" for t in loop.published)
 
 
-def test_a_need_oscillating_around_min_batch_starts_once() -> None:
-    loop = Loop()
+@pytest.mark.parametrize(("cfg", "around"), [(FULL, 100), (HALF, 50)])
+def test_a_need_oscillating_around_the_reorder_point_starts_once(cfg: PlannerConfig, around: int) -> None:
+    loop = Loop(cfg=cfg)
     for i in range(100):
-        loop.plan(fc(99 if i % 2 else 101), after_ms=MIN)
-    assert [(t.action, t.units) for t in loop.published] == [("start", 150)]
-    accepted = Loop()
+        loop.plan(fc(around - 1 if i % 2 else around + 1), after_ms=MIN)
+    assert [(t.action, t.units) for t in loop.published] == [("start", 100 if around < 100 else 150)]
+    accepted = Loop(cfg=cfg)
     for i in range(100):  # the factory accepts at once: still no second start, no reorder
-        for trig in accepted.plan(fc(101 if i % 2 else 99), after_ms=MIN):
+        for trig in accepted.plan(fc(around + 1 if i % 2 else around - 1), after_ms=MIN):
             accepted.answer(trig, "accepted")
-    assert [(t.action, t.units) for t in accepted.published] == [("start", 150)]
+    assert [(t.action, t.units) for t in accepted.published] == [("start", 100 if around < 100 else 150)]
 
 
 steps = st.lists(st.one_of(

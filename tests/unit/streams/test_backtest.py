@@ -9,10 +9,13 @@ from typing import Any
 
 import orjson
 import pytest
+from rich.console import Console
 
 from models.engine import Advance, DemandEngine
-from streams import backtest, cli, scenarios
+from streams import backtest, cli, scenarios, topology
+from streams.config import Settings
 from streams.errors import UserError
+from streams.plan_replay import PlanReplay
 
 SMALL = replace(scenarios.spec("default", days=4), products=8, consumers=2000, views_per_hour=500.0,
                 shocks=(("dress", 60.0, 0.5),))
@@ -56,10 +59,15 @@ def test_the_model_beats_the_baselines_at_the_short_horizon(result: dict[str, An
     assert short["model_mae"] < min(short["baselines"].values())
 
 
-def test_a_planner_plugs_in_and_sees_every_bucket_close(log: Path) -> None:
+def test_a_planner_plugs_in_and_sees_every_row_and_bucket_close(log: Path) -> None:
     class Counting:
         def __init__(self) -> None:
             self.closes: list[int] = []
+            self.rows = 0
+
+        def on_rows(self, niche_key: str, niche: dict[str, str], rows: list[list[Any]]) -> None:
+            assert niche_key and niche["category"]
+            self.rows += len(rows)
 
         def on_close(self, bucket_end_ms: int, engine: DemandEngine, advance: Advance) -> None:
             assert bucket_end_ms % engine.config.bucket_ms == 0
@@ -72,6 +80,40 @@ def test_a_planner_plugs_in_and_sees_every_bucket_close(log: Path) -> None:
     out = backtest.replay(log, hook=hook)
     assert out["inventory"] == {"closes": len(hook.closes)}
     assert hook.closes == sorted(hook.closes) and len(hook.closes) >= 4 * 24 - 2
+    assert 0.9 * out["replay"]["events"] < hook.rows <= out["replay"]["events"]  # free-text searches have no niche
+
+
+@pytest.fixture(scope="module")
+def planned(log: Path) -> tuple[dict[str, Any], PlanReplay]:
+    hook = PlanReplay(topology.load(Settings.from_env().topics_file).factories)
+    return backtest.replay(log, hook=hook), hook
+
+
+def test_the_planner_replay_reports_inventory_side_by_side(planned: tuple[dict[str, Any], PlanReplay]) -> None:
+    result, hook = planned
+    inv = result["inventory"]
+    assert set(inv) == {"planner", "make_to_stock"}
+    for fig in inv.values():
+        assert set(fig) == {"produced", "sold", "unsold", "stockouts", "fill_rate"}
+        assert fig["produced"] == fig["sold"] + fig["unsold"]  # the stock balances
+        assert min(fig["produced"], fig["sold"], fig["unsold"], fig["stockouts"]) >= 0
+        assert fig["fill_rate"] == round(fig["sold"] / (fig["sold"] + fig["stockouts"]), 4)
+    assert inv["planner"]["produced"] > 0 and inv["make_to_stock"]["produced"] > 0
+    # both sides sell against the same orders; filled group buys add what was made of them by the end
+    orders = sum(q if t == "placed" else -q for n in hook.niches.values() for _, t, q in n.orders)
+    filled = sum(g.joined for g in hook.groups.values() if g.status == "filled")
+    for fig in inv.values():
+        assert orders <= fig["sold"] + fig["stockouts"] <= orders + filled
+    orjson.dumps(result)
+
+
+def test_the_table_shows_inventory_beside_make_to_stock(planned: tuple[dict[str, Any], PlanReplay]) -> None:
+    console = Console(width=120, record=True)
+    backtest.render(planned[0], console)
+    text = console.export_text()
+    assert "planner" in text and "make-to-stock" in text and "fill rate" in text
+    unsold = planned[0]["inventory"]["planner"]["unsold"]
+    assert f"{unsold} (" in text
 
 
 def test_invalid_records_are_rejected_not_fatal_and_other_topics_skipped(tmp_path: Path) -> None:
@@ -121,7 +163,9 @@ def test_cli_json_prints_exactly_one_object(log: Path, monkeypatch: pytest.Monke
     assert run_cli(monkeypatch, "backtest", "--events", str(log), "--json") == 0
     out = capsys.readouterr().out
     assert out.count("\n") == 1
-    assert set(orjson.loads(out)) >= {"horizons", "cold_start", "drift", "replay"}
+    result = orjson.loads(out)
+    assert set(result) >= {"horizons", "cold_start", "drift", "replay", "inventory"}
+    assert set(result["inventory"]) == {"planner", "make_to_stock"}
 
 
 def test_cli_table_and_user_errors(log: Path, monkeypatch: pytest.MonkeyPatch,
@@ -129,6 +173,7 @@ def test_cli_table_and_user_errors(log: Path, monkeypatch: pytest.MonkeyPatch,
     assert run_cli(monkeypatch, "backtest", "--events", str(log)) == 0
     out = capsys.readouterr().out
     assert "6 h" in out and "P90" in out and "new niches" in out
+    assert "make-to-stock" in out and "fill rate" in out  # the CLI plugs the planner in
     assert run_cli(monkeypatch, "backtest", "--events", str(log.with_name("missing.jsonl"))) == 1
     err = capsys.readouterr().err
     assert err.startswith("c2m: error: events file not found") and err.count("\n") == 1

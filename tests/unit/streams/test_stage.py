@@ -81,7 +81,7 @@ def test_orders_start_a_batch_then_grow_it_then_cancel_it_when_they_are_cancelle
     w = World(hold_ms=60_000)
     w.orders(150, T0)
     assert [(t["action"], t["revision"], t["factory_id"], t["units"]) for t in w.topic] == [
-        ("start", 1, FAST.id, 200)]
+        ("start", 1, FAST.id, 150)]
     w.orders(150, T0 + 1000, tag="p")  # 300 confirmed; the hold defers the revision
     assert len(w.topic) == 1 and w.stage.held == {"k": T0 + 60_000}
     eff = Effects()
@@ -162,4 +162,4 @@ def test_bucket_closes_plan_with_the_engine_forecast_at_the_close() -> None:
     eff = Effects()
     w.stage.advance(T0 + 3 * HOUR, eff)
     assert eff.closed and "k" in eff.notes
-    assert eff.notes["k"].startswith("p90 demand over 48 h")
+    assert eff.notes["k"].startswith("p50 demand over 48 h")  # a cold-start prior is planned at P50
