@@ -34,7 +34,9 @@ from streams.capacity import CapacityDesk
 from streams.config import Settings
 from streams.errors import UserError
 from streams.ingest import CLICKSTREAM, ORDERS, RawRecord, ingest, source_topic
+from streams.ledger import Ledger, Source, is_duplicate, source_mark
 from streams.metrics import type_label
+from streams.niche_records import NicheRecords
 from streams.records import Rejection, dead_letter, parse_catalog, parse_factory_status
 from streams.stage import DEMAND, GROUPS, PLANS, Effects, NicheStage
 
@@ -79,6 +81,9 @@ app = faust.App(
     # moment too late is "ignored" until the next metadata refresh triggers a rebalance. The
     # default refresh (5 min) would leave a new worker half-assigned that long.
     consumer_metadata_max_age_ms=5000,
+    # How long a dead worker's partitions wait before the group hands them to the others
+    # (Kafka's own default, 45 s; Faust's is 60 s).
+    broker_session_timeout=settings.session_timeout_seconds,
 )
 # Faust's own metrics under the c2m_ prefix whatever the app id, so dashboards and alerts match.
 setup_prometheus_sensors(app, pattern="/metrics", name_prefix="c2m")
@@ -95,20 +100,20 @@ group_outcomes = app.topic(GROUP_OUTCOMES, **raw)
 capacity_topic = app.topic(f"{settings.app_id}-capacity", internal=True, partitions=1, **raw)
 trigger_topics = {f.id: app.topic(topology.trigger_topic(f.id), **raw) for f in TOPOLOGY.factories}
 
-# Per-niche state, co-partitioned with niche_events: values are the pure models' to_dict() forms.
-# JSON keys as well as values: with the app's default raw key codec, keys read back from the
-# changelog after recovery would be bytes where the live path wrote str.
+# Per-niche state, co-partitioned with niche_events: one record per niche (counters, plan, groups
+# and the ledger of what it applied; streams.niche_records), values in the pure models' to_dict()
+# forms. JSON keys as well as values: with the app's default raw key codec, keys read back from
+# the changelog after recovery would be bytes where the live path wrote str.
 _json = faust.Schema(key_serializer="json", value_serializer="json")
-demand_table = app.Table("demand", partitions=PARTITIONS, schema=_json)
-plan_table = app.Table("plan", partitions=PARTITIONS, schema=_json)
-groups_table = app.Table("groups", partitions=PARTITIONS, schema=_json)
+niches_table = app.Table("niches", partitions=PARTITIONS, schema=_json)
 # Model checkpoints (models.checkpoint blobs): niche key -> its state, POOLED_PREFIX<p> -> the pooled model.
 # Base64 in JSON: Faust recovers a changelog with a serializer derived from the table's value type
 # (json for anything but a faust Record), whatever schema wrote it, so raw bytes would not come back.
 models_table = app.Table("models", partitions=PARTITIONS, schema=_json)
-# event_id -> 1 in tumbling windows of the dedupe window; a repeat is looked up in the current and
-# the previous window, so any repeat within one window length is caught. Faust expires old
-# windows (tombstones plus a compact,delete changelog), which bounds the state.
+# event_id -> where it was first read (streams.ledger.source_mark) in tumbling windows of the
+# dedupe window; a repeat is looked up in the current and the previous window, so any repeat
+# within one window length is caught. Faust expires old windows (tombstones plus a
+# compact,delete changelog), which bounds the state.
 DEDUPE_S = settings.dedupe_window_seconds
 seen_table = app.Table("seen", default=int, partitions=PARTITIONS, schema=_json).tumbling(
     DEDUPE_S, expires=2 * DEDUPE_S)
@@ -119,10 +124,21 @@ catalog_table = app.GlobalTable("catalog", partitions=TOPOLOGY.topic(CATALOG).pa
 capacity_table = app.GlobalTable("capacity", partitions=1, schema=_json)
 # trigger id -> {"revision", "body", "closed"}: what the desk published, co-partitioned with it.
 published_table = app.Table("published", partitions=1, schema=_json)
-TABLES: dict[str, Any] = {DEMAND: demand_table, PLANS: plan_table, GROUPS: groups_table}
 
+
+def _store_record(niche_key: str, record: dict[str, Any]) -> None:
+    """Write a niche's record with an event of its partition, so its changelog is co-partitioned."""
+    event = LAST_EVENT.get(PARTITION_OF.get(niche_key, -1))
+    if event is None:
+        log.warning("no event of the partition of niche %s yet: its state write is dropped", niche_key)
+        return
+    with acting_for(event):
+        niches_table[niche_key] = record
+
+
+RECORDS = NicheRecords(niches_table, _store_record, keep_closed_ms=2 * DEDUPE_S * 1000)
 ENGINE = DemandEngine(EngineConfig(bucket_ms=BUCKET_MS), loader=lambda key: _load_niche(key))
-STAGE = NicheStage(ENGINE, TOPOLOGY.factories, lambda table, key: TABLES[table].get(key),
+STAGE = NicheStage(ENGINE, TOPOLOGY.factories, RECORDS.read,
                    PlannerConfig(service_level=settings.service_level,
                                  min_revision_interval_ms=settings.revision_hold_ms))
 PARTITION_OF: dict[str, int] = {}  # niche key -> its niche-events partition
@@ -215,7 +231,11 @@ async def catalog_agent(stream: faust.StreamT) -> None:
 
 @app.agent(niche_events)
 async def niche_agent(stream: faust.StreamT) -> None:
-    """Every message about a niche, in its partition's order: event rows, verdicts, factory answers."""
+    """Every message about a niche, in its partition's order: event rows, verdicts, factory answers.
+
+    A message the niche's ledger already holds is a replay and is skipped whole; event rows the
+    ingest step re-sent are skipped one by one (streams.ledger). The niche's record, ledger
+    included, is written once at the end of the batch."""
     async for events in stream.take_events(BATCH, within=FAST_WITHIN_S):
         _restore_engine()
         eff = Effects()
@@ -224,28 +244,29 @@ async def niche_agent(stream: faust.StreamT) -> None:
         for event in events:
             key = event.key.decode()
             _remember(key, event)
+            ledger = RECORDS.ledger(key)
             msg = orjson.loads(event.value)
+            if ledger.replayed(event.message.offset):
+                if "events" in msg:
+                    _replayed_rows(msg, event, outcomes)
+                continue
             if "events" in msg:
-                with acting_for(event):
-                    fresh = []
-                    for row in msg["events"]:
-                        new = _first_sighting(row[0], event)
-                        outcomes[(source_topic(row[1]), row[1], "ok" if new else "duplicate")] += 1
-                        if new:
-                            fresh.append(row)
-                STAGE.on_events(key, msg["niche"], fresh, eff)
+                STAGE.on_events(key, msg["niche"], _fresh_rows(msg, ledger, event, outcomes), eff)
             elif "verdict" in msg:
                 STAGE.on_verdict(key, msg["verdict"], now_ms, eff)
             elif "status" in msg:
                 status = parse_factory_status(orjson.dumps(msg["status"]), now_ms)
                 if not isinstance(status, Rejection):
                     STAGE.on_status(key, status, msg.get("group_id"), now_ms, eff)
+            ledger.offset = event.message.offset
+            RECORDS.set_ledger(key, ledger)
             _apply(eff)
         for (topic, etype, outcome), n in outcomes.items():
             metrics.EVENTS.labels(topic, type_label(etype), outcome).inc(n)
         STAGE.plan_touched(eff)
         STAGE.advance(STAGE.watermark - GRACE_MS, eff)
         _apply(eff)
+        RECORDS.flush(now_ms)
         await _send(eff)
 
 
@@ -255,25 +276,55 @@ def _remember(key: str, event: EventT) -> None:
     LAST_EVENT[partition] = event
 
 
-def _first_sighting(event_id: str, event: EventT) -> bool:
-    """Record event_id as seen; False when it was already seen within the dedupe window."""
+def _fresh_rows(msg: dict[str, Any], ledger: Ledger, event: EventT,
+                outcomes: Counter[tuple[str, str, str]]) -> list[list[Any]]:
+    """The rows of a niche message to count: neither re-sent (the ledger) nor upstream duplicates
+    (the dedupe table). Each counted row's event_id is marked with where it was read."""
+    new, resent = ledger.split(msg["events"], msg.get("src"))
+    fresh = []
+    with acting_for(event):
+        for row, src in new:
+            first = _first_seen(row[0], event)
+            duplicate = is_duplicate(first, src)
+            outcomes[(source_topic(row[1]), row[1], "duplicate" if duplicate else "ok")] += 1
+            if not duplicate:
+                fresh.append(row)
+                if not first:
+                    seen_table[row[0]] = source_mark(src) if src else "?"
+        _mark(resent, event, outcomes)
+    return fresh
+
+
+def _replayed_rows(msg: dict[str, Any], event: EventT, outcomes: Counter[tuple[str, str, str]]) -> None:
+    """A message the niche already applied: its rows count as duplicates, and their dedupe marks
+    are written again in case the crash that caused the replay lost them."""
+    sources = msg.get("src")
+    rows = msg["events"]
+    if sources is None or len(sources) != len(rows):
+        for row in rows:
+            outcomes[(source_topic(row[1]), row[1], "duplicate")] += 1
+        return
+    with acting_for(event):
+        _mark([(row, (str(p), int(o))) for row, (p, o) in zip(rows, sources, strict=True)], event, outcomes)
+
+
+def _mark(rows: list[tuple[list[Any], Source]], event: EventT, outcomes: Counter[tuple[str, str, str]]) -> None:
+    for row, src in rows:
+        outcomes[(source_topic(row[1]), row[1], "duplicate")] += 1
+        if not _first_seen(row[0], event):
+            seen_table[row[0]] = source_mark(src)
+
+
+def _first_seen(event_id: str, event: EventT) -> str | int:
+    """The dedupe mark of event_id within the dedupe window, or 0 when it was not seen."""
     window = seen_table[event_id]
-    if window.current(event) or window.delta(DEDUPE_S, event):
-        return False
-    seen_table[event_id] = 1
-    return True
+    return window.current(event) or window.delta(DEDUPE_S, event)
 
 
 def _apply(eff: Effects) -> None:
-    """Write the stage's state changes, each with an event of its niche's partition (co-partitioned
-    changelogs), and clear them from `eff`."""
+    """Move the stage's state changes into the niche records (written at the end of the batch)."""
     for table, key, value, niche_key in eff.writes:
-        event = LAST_EVENT.get(PARTITION_OF.get(niche_key, -1))
-        if event is None:
-            log.warning("no event of the partition of niche %s yet: write to %s dropped", niche_key, table)
-            continue
-        with acting_for(event):
-            TABLES[table][key] = value
+        RECORDS.write(table, key, value, niche_key)
     eff.written()
 
 
@@ -388,12 +439,14 @@ async def planning_tick() -> None:
     if open_b is not None and now_ms - open_b * BUCKET_MS < LIVE_WITHIN_MS:
         STAGE.advance(now_ms - GRACE_MS, eff)
     if not PROGRESS.groups_tracked:
-        for gid, raw in groups_table.items():
-            STAGE.track(gid, raw)
+        for record in niches_table.values():
+            for gid, raw in (record.get(GROUPS) or {}).items():
+                STAGE.track(gid, raw)
         PROGRESS.groups_tracked = True
     STAGE.tick_groups(now_ms, eff)
     STAGE.plan_held(now_ms, eff)
     _apply(eff)
+    RECORDS.flush(now_ms)
     await _send(eff)
     if now_ms - PROGRESS.checkpointed_ms >= settings.checkpoint_seconds * 1000:
         PROGRESS.checkpointed_ms = now_ms
@@ -463,7 +516,7 @@ def _on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
 
 @app.timer(interval=10.0)
 async def count_niches() -> None:
-    metrics.NICHES_ACTIVE.set(len(demand_table))
+    metrics.NICHES_ACTIVE.set(len(niches_table))
 
 
 # Whether the cluster answered the last metadata probe; probed off the event loop on a timer.
@@ -501,8 +554,8 @@ async def healthz(web: Any, request: Any) -> Any:
 async def niches_view(web: Any, request: Any) -> Any:
     """Niches of the partitions this worker owns, busiest first."""
     limit = api.clamp_limit(request.query.get("limit"))
-    entries = (api.niche_entry(key, value, plan_table.get(key), _forecast(key, value.get("niche")), BUCKET_MS)
-               for key, value in demand_table.items())
+    entries = (api.niche_entry(key, rec[DEMAND], rec.get(PLANS), _forecast(key, rec[DEMAND].get("niche")), BUCKET_MS)
+               for key, rec in niches_table.items() if rec.get(DEMAND))
     return web.json(api.top_niches(entries, limit))
 
 

@@ -60,6 +60,7 @@ class Settings:
     max_resident_niches: int = 200_000
     service_level: float = 0.9
     revision_hold_seconds: float | None = None  # None: a sixth of a bucket (revision_hold_ms)
+    session_timeout_seconds: float = 45.0
     security: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -84,6 +85,7 @@ class Settings:
             service_level=_float(e, "C2M_SERVICE_LEVEL", 0.9),
             revision_hold_seconds=_float(e, "C2M_REVISION_HOLD_SECONDS", -1.0) if e.get("C2M_REVISION_HOLD_SECONDS")
             else None,
+            session_timeout_seconds=_float(e, "C2M_SESSION_TIMEOUT_SECONDS", 45.0),
             security=security,
         )
         if settings.auto_offset_reset not in ("earliest", "latest"):
@@ -98,6 +100,8 @@ class Settings:
             raise UserError("C2M_MAX_RESIDENT_NICHES must be positive")
         if settings.revision_hold_seconds is not None and settings.revision_hold_seconds < 0:
             raise UserError("C2M_REVISION_HOLD_SECONDS must not be negative")
+        if not 3 <= settings.session_timeout_seconds <= 300:
+            raise UserError("C2M_SESSION_TIMEOUT_SECONDS must lie between 3 and 300")
         if not 0.5 <= settings.service_level <= 0.9:
             raise UserError("C2M_SERVICE_LEVEL must lie between 0.5 (plan for P50) and 0.9 (P90)")
         return settings

@@ -57,7 +57,7 @@ def ingest(records: Iterable[RawRecord], now_ms: int, attributes: tuple[str, ...
            size_bands: Mapping[str, str], catalog: Mapping[str, dict[str, str]],
            max_bytes: int) -> IngestBatch:
     out = IngestBatch()
-    grouped: dict[str, tuple[dict[str, str], list[list[Any]]]] = {}
+    grouped: dict[str, tuple[dict[str, str], list[list[Any]], list[list[Any]]]] = {}
     for rec in records:
         parser = parse_order if rec.topic == ORDERS else parse_click
         parsed = parser(rec.value, now_ms, max_bytes)
@@ -80,10 +80,13 @@ def ingest(records: Iterable[RawRecord], now_ms: int, attributes: tuple[str, ...
         except MissingAttribute as exc:
             _reject(out, rec, f"field 'attrs.{exc.args[0]}': required for the niche key", parsed.type)
             continue
-        grouped.setdefault(key, (niche, []))[1].append(compact(parsed))
+        entry = grouped.setdefault(key, (niche, [], []))
+        entry[1].append(compact(parsed))
+        entry[2].append([f"{rec.topic}/{rec.partition}", rec.offset])
         out.event_ts.append(parsed.ts)
-    for key, (niche, rows) in grouped.items():
-        out.niche_messages[key] = orjson.dumps({"niche": niche, "events": rows})
+    for key, (niche, rows, sources) in grouped.items():
+        # "src": where each row was read, for the niche's ledger (streams.ledger)
+        out.niche_messages[key] = orjson.dumps({"niche": niche, "events": rows, "src": sources})
     return out
 
 

@@ -54,11 +54,12 @@ class Effects:
         self.latest.clear()
 
 
-Reader = Callable[[str, str], Any]  # (table, key) -> the stored value or None
+Reader = Callable[[str, str, str], Any]  # (table, key, niche key) -> the stored value or None
 
 
 class NicheStage:
-    """One worker's niche decisions. `read` sees the tables as the agent has written them so far;
+    """One worker's niche decisions. `read` sees the niche's state as the agent has written it so far
+    (DEMAND and PLANS keyed by niche key, GROUPS by group id within the niche's state);
     `book` is this worker's view of the capacity book (the capacity agent's table, refreshed by the
     agent, plus what this stage proposed since), used to route before proposing."""
 
@@ -225,11 +226,11 @@ class NicheStage:
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _get(self, table: str, key: str, eff: Effects) -> Any:
+    def _get(self, table: str, key: str, eff: Effects, niche_key: str | None = None) -> Any:
         """The value as this call left it: its own writes first, then the table."""
         if (table, key) in eff.latest:
             return eff.latest[(table, key)]
-        return self.read(table, key)
+        return self.read(table, key, niche_key or key)
 
     def _niche(self, key: str, eff: Effects) -> dict[str, str]:
         raw = self._get(PLANS, key, eff) or self._get(DEMAND, key, eff) or {}
@@ -247,7 +248,7 @@ class NicheStage:
     def _group(self, key: str, gid: str, step: Callable[[GroupState | None], GroupResult], eff: Effects) -> None:
         """Run one group step and propose its triggers whatever this worker's view says: a group's
         units are owed to buyers, so only the book itself may refuse them (and a refusal re-routes)."""
-        raw = self._get(GROUPS, gid, eff)
+        raw = self._get(GROUPS, gid, eff, key)
         res = step(GroupState.from_dict(raw) if raw else None)
         if res.outcome is not None:
             eff.outcomes.append(res.outcome)

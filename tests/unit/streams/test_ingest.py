@@ -57,6 +57,7 @@ def test_events_are_grouped_into_one_message_per_niche() -> None:
         "niche": {"category": "dress", "style": "boho", "color": "sage", "size": "M", "region": "CN-GD"},
         "events": [["e-1", "view", 1_764_000_000_000, 0], ["e-3", "add_to_cart", 1_764_000_000_000, 0],
                    ["e-4", "placed", 1_764_000_000_500, 3]],
+        "src": [[f"{CLICKSTREAM}/2", 100], [f"{CLICKSTREAM}/2", 102], [f"{ORDERS}/2", 103]],
     }
     denim = orjson.loads(out.niche_messages[DENIM_KEY])
     assert denim["niche"]["size"] == "XL+"

@@ -27,7 +27,7 @@ class World:
     def __init__(self, factories: tuple[Factory, ...] = (FAST, SLOW), hold_ms: int = 0) -> None:
         self.tables: dict[str, dict[str, Any]] = {DEMAND: {}, PLANS: {}, GROUPS: {}}
         self.stage = NicheStage(DemandEngine(EngineConfig(bucket_ms=HOUR)), factories,
-                                lambda t, k: self.tables[t].get(k), PlannerConfig(min_revision_interval_ms=hold_ms))
+                                lambda t, k, _: self.tables[t].get(k), PlannerConfig(min_revision_interval_ms=hold_ms))
         self.published: dict[str, dict[str, Any]] = {}
         self.desk = CapacityDesk(CapacityBook(), factories, self.published.get)
         self.topic: list[dict[str, Any]] = []  # what reached the factory topics, in order
