@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit lint install clean
+.PHONY: demo test unit lint install clean soak
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "c2m needs Python 3.11 or newer (found " + sys.version.split()[0] + ")")'
@@ -26,6 +26,9 @@ unit: $(STAMP)
 
 test: lint
 	$(BIN)/pytest -q -ra --durations=10
+
+soak: $(STAMP)
+	$(BIN)/c2m soak --out .c2m/soak.json
 
 clean:
 	rm -rf $(VENV) .c2m

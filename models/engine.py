@@ -228,6 +228,10 @@ class DemandEngine:
         self._attrs: list[dict[str, str]] = []
         self._attr_x: list[dict[str, float]] = []
         self._dirty: set[str] = set()
+        # niche key -> (slot, {horizon_hours: Forecast}): a niche's forecast only changes when a
+        # bucket closes (or the niche is installed anew), but it is asked for on every plan, so the
+        # issued one is kept until then (cleared at every close)
+        self._forecasts: dict[str, tuple[int, dict[float, Forecast]]] = {}
         self.late_events = 0
         self.rejected_checkpoints = 0
         self.updates = 0  # niche-bucket closes so far
@@ -265,6 +269,7 @@ class DemandEngine:
             self._attr_x.append({})
         self._keys[s] = key
         self._slot[key] = s
+        self._forecasts.pop(key, None)
         self._live[s] = True
         self._attrs[s] = dict(attrs)
         self._attr_x[s] = attribute_features(attrs)
@@ -326,6 +331,7 @@ class DemandEngine:
         bm = self.config.bucket_ms
         if self.pooled.open is None:
             self.pooled.open = self.pooled.start = min(int(r[2]) for r in rows) // bm
+            self._forecasts.clear()
         open_b = self.pooled.open
         s = self._resident(key)
         if s is None:
@@ -368,6 +374,7 @@ class DemandEngine:
         while self.pooled.open < target:
             self._close(self.pooled.open, out)
             self.pooled.open += 1
+            self._forecasts.clear()
         return out
 
     def _active(self, b: int) -> np.ndarray:
@@ -574,19 +581,32 @@ class DemandEngine:
             return None
         if s is not None and p.open is not None and self._last_closed[s] >= self._first[s]:
             self._touched[s] = p.open
-            b = int(self._last_closed[s])
-            raw = self._raw[s, b % self.rh][None, :].astype(np.float64)
-            cold = bool((b - self._first[s] + 1) < cfg.warm_buckets)
-            group = cold and bool(self._launched(np.array([s]))[0])
-            table = p.calib[b % self.rh]
-            drift = b - int(self._drift_bucket[s]) < cfg.drift_hold_buckets
-        else:
-            b = (p.open if p.open is not None else 0) - 1
-            season = season_features(b, cfg.season_buckets, cfg.week_cycles, cfg.phase_buckets)
-            ax = self._attr_x[s] if s is not None else attribute_features(attrs or {})
-            raw = np.array([p.forecaster.predict(as_dict([0.0] * N_FEATURES, season, ax), [0.0] * len(cfg.horizons))])
-            cold = group = True
-            table, drift = p.forecaster.tables(), False
+            held = self._forecasts.get(key)
+            if held is None or held[0] != s:
+                held = self._forecasts[key] = (s, {})
+            issued = held[1].get(horizon_hours)
+            if issued is None:
+                issued = held[1][horizon_hours] = self._issue(s, horizon_hours)
+            return issued
+        b = (p.open if p.open is not None else 0) - 1
+        season = season_features(b, cfg.season_buckets, cfg.week_cycles, cfg.phase_buckets)
+        ax = self._attr_x[s] if s is not None else attribute_features(attrs or {})
+        raw = np.array([p.forecaster.predict(as_dict([0.0] * N_FEATURES, season, ax), [0.0] * len(cfg.horizons))])
+        return self._quantiles(raw, True, True, p.forecaster.tables(), False, b, horizon_hours)
+
+    def _issue(self, s: int, horizon_hours: float) -> Forecast:
+        """The forecast issued at the last close of resident slot s (see forecast)."""
+        cfg, p = self.config, self.pooled
+        b = int(self._last_closed[s])
+        raw = self._raw[s, b % self.rh][None, :].astype(np.float64)
+        cold = bool((b - self._first[s] + 1) < cfg.warm_buckets)
+        group = cold and bool(self._launched(np.array([s]))[0])
+        drift = b - int(self._drift_bucket[s]) < cfg.drift_hold_buckets
+        return self._quantiles(raw, cold, group, p.calib[b % self.rh], drift, b, horizon_hours)
+
+    def _quantiles(self, raw: np.ndarray, cold: bool, group: bool, table: np.ndarray, drift: bool, b: int,
+                   horizon_hours: float) -> Forecast:
+        cfg = self.config
         p50, p90 = _issued(raw, np.array([group]), table)
         lo50, lo90 = _interpolate(cfg.horizon_hours, p50[0], p90[0], horizon_hours)
         return Forecast(horizon_hours=float(horizon_hours), p50=lo50, p90=lo90, model=MODEL_NAME, cold_start=cold,
@@ -641,6 +661,7 @@ class DemandEngine:
         if key is not None:
             del self._slot[key]
             self._dirty.discard(key)
+            self._forecasts.pop(key, None)
         self._keys[s] = None
         self._live[s] = False
         self._free.append(s)

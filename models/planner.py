@@ -113,10 +113,9 @@ def demand_signal(demand: NicheDemand, now_ms: int, bucket_ms: int, cfg: RuleCon
 def evidence_of(demand: NicheDemand, now_ms: int, bucket_ms: int, window_buckets: int,
                 drift: bool = False) -> dict[str, Any]:
     """The funnel behind a decision: views, carts and orders over the recent window, and the drift flag."""
-    end = bucket_of(now_ms, bucket_ms)
-    return {key: demand.window(name, end, window_buckets, bucket_ms)
-            for key, name in (("views", "view"), ("add_to_cart", "add_to_cart"), ("orders", "orders"))} | {
-        "drift": drift}
+    views, carts, orders = demand.windows(("view", "add_to_cart", "orders"), bucket_of(now_ms, bucket_ms),
+                                          window_buckets, bucket_ms)
+    return {"views": views, "add_to_cart": carts, "orders": orders, "drift": drift}
 
 
 def rule_forecast(demand: NicheDemand, now_ms: int, bucket_ms: int, cfg: RuleConfig,
@@ -387,7 +386,7 @@ class _Round:
 
 def plan(niche_key: str, niche: Mapping[str, str], state: NichePlan, forecast: Mapping[str, Any],
          evidence: Mapping[str, Any], book: CapacityBook, factories: Sequence[Factory], now_ms: int,
-         cfg: PlannerConfig | None = None) -> PlanResult:
+         cfg: PlannerConfig | None = None, *, factory: Factory | None = None) -> PlanResult:
     """Plan one niche now. Pure: `state` and `book` are not changed; the new state is in the result.
 
     `forecast` is {"horizon_hours", "p50", "p90", "model", "cold_start"}: demand over horizon_hours,
@@ -396,12 +395,16 @@ def plan(niche_key: str, niche: Mapping[str, str], state: NichePlan, forecast: M
     add_to_cart, orders, drift. Each trigger must be admitted to the capacity book
     (CapacityBook.admit) before it is published, and the verdict goes back to the niche
     (NicheStock.settle) whether or not it was admitted.
+
+    `factory`: planning_factory(niche's category, state, book, factories, now_ms), when the caller
+    has just asked for it (with the same book) to get the forecast: not worked out a second time.
     """
     cfg = cfg or PlannerConfig()
     st = NichePlan.from_dict(state.to_dict())
     st.avoid = {k: until for k, until in st.avoid.items() if until > now_ms}
     category = niche.get("category", "")
-    factory = planning_factory(category, st, book, factories, now_ms)
+    if factory is None:
+        factory = planning_factory(category, st, book, factories, now_ms)
     if factory is None:
         return PlanResult(st, (), f"no factory makes {category!r}")
     level = cfg.level(category, factory.id)

@@ -12,13 +12,16 @@ them, or the planner cancels them.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Protocol, TypeVar
+from itertools import accumulate
+from typing import Any, ClassVar, Protocol, TypeVar
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 STAGES = ("issued", "accepted", "in_production")
+_NO_LOADS: tuple[list[int], list[int], list[int], dict[str, list[int]]] = ([], [], [0], {})
 
 _D = TypeVar("_D")
 
@@ -103,9 +106,15 @@ class TriggerLike(Protocol):
     def group_id(self) -> str | None: ...
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def from_fields(cls: type[_D], raw: Mapping[str, Any]) -> _D:
     """A flat dataclass from its dict; unknown keys (a newer writer) are ignored."""
-    return cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw})  # type: ignore[arg-type]
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+    return cls(**{name: raw[name] for name in names if name in raw})
 
 
 @dataclass
@@ -162,10 +171,19 @@ class Commitment:
 
 @dataclass
 class Booking(Commitment):
-    """A commitment in the capacity book, with where its factory answers must be forwarded."""
+    """A commitment in the capacity book, with where its factory answers must be forwarded.
+
+    `changes` counts attribute writes on every Booking (creation included): the book's cached
+    loads (CapacityBook._loads) are valid only while it stands still.
+    """
 
     niche_key: str = ""
     group_id: str | None = None
+    changes: ClassVar[int] = 0
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        Booking.changes += 1
+        object.__setattr__(self, name, value)
 
 
 @dataclass(frozen=True)
@@ -200,6 +218,8 @@ class CapacityBook:
 
     bookings: dict[str, dict[str, Booking]] = field(default_factory=dict)
     capacity: dict[str, int] = field(default_factory=dict)
+    # factory id -> (its bookings dict, Booking.changes, its bookings, their loads): see _loads
+    _cache: dict[str, tuple[Any, ...]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def find(self, trigger_id: str) -> Booking | None:
         for at in self.bookings.values():
@@ -224,15 +244,41 @@ class CapacityBook:
         everything due later, so every later deadline is checked too. `ignore` leaves one trigger
         out (to size a revision of it). Overdue commitments keep counting until the factory reports.
         """
-        loads = sorted((b.due_by_ts, b.units) for b in self.bookings.get(factory.id, {}).values()
-                       if b.trigger_id != ignore)
-        running = sum(units for due, units in loads if due <= due_by_ts)
-        best = self.window_capacity(factory, now_ms, due_by_ts) - running
-        for due, units in loads:
-            if due > due_by_ts:
-                running += units
-                best = min(best, self.window_capacity(factory, now_ms, due) - running)
+        dues, units, running_at, positions = self._loads(factory.id)
+        skip = positions.get(ignore) if ignore is not None else None
+        k = bisect_right(dues, due_by_ts)  # loads[:k] are due by due_by_ts (sorted by due, then units)
+        per_day = self.capacity_per_day(factory)
+        # summed in the same order as the loads themselves: the same total, to the last bit
+        running = sum(units[i] for i in range(k) if i not in skip) if skip else running_at[k]
+        best = per_day * max(0, due_by_ts - now_ms) // DAY_MS - running
+        for i in range(k, len(dues)):
+            if skip and i in skip:
+                continue
+            running += units[i]
+            best = min(best, per_day * max(0, dues[i] - now_ms) // DAY_MS - running)
         return max(0, best)
+
+    def _loads(self, factory_id: str) -> tuple[list[int], list[int], list[int], dict[str, list[int]]]:
+        """The factory's bookings sorted by (due, units): dues, units, running totals (running_at[k]:
+        the sum of the first k) and each trigger id's positions. Cached until the bookings change:
+        the same dict with the same Booking objects, and no Booking changed since (see Booking)."""
+        at = self.bookings.get(factory_id)
+        if at is None:
+            return _NO_LOADS
+        values = tuple(at.values())
+        held = self._cache.get(factory_id)
+        if held is not None and held[0] is at and held[1] == Booking.changes and held[2] == values:
+            return held[3]
+        order = sorted(range(len(values)), key=lambda i: (values[i].due_by_ts, values[i].units))
+        dues = [values[i].due_by_ts for i in order]
+        units = [values[i].units for i in order]
+        running_at = list(accumulate(units, initial=0))
+        positions: dict[str, list[int]] = {}
+        for pos, i in enumerate(order):
+            positions.setdefault(values[i].trigger_id, []).append(pos)
+        loads = (dues, units, running_at, positions)
+        self._cache[factory_id] = (at, Booking.changes, values, loads)
+        return loads
 
     def route(self, category: str, units: float, now_ms: int, factories: Iterable[Factory], *,
               exact: bool = False, exclude: Collection[str] = ()) -> Route:

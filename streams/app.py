@@ -13,7 +13,7 @@ import logging
 import time
 import weakref
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -50,9 +50,16 @@ FACTORY_STATUS = "c2m.factory-status"
 GROUP_OUTCOMES = "c2m.group-outcomes"
 POOLED_PREFIX = "__engine__/"
 API_HORIZON_HOURS = 72
-# Input topics allow 16 MiB records (topics.yaml); the consumer must be able to fetch one to
-# dead-letter it, or it would stall on that offset.
-MAX_FETCH_BYTES = 17 * 1024 * 1024
+# Bytes per partition per fetch. Not a cap on record size: the broker returns a partition's first
+# record batch whole even when it is larger (KIP-74), so a 16 MiB record (topics.yaml) still reaches
+# the worker to be dead-lettered. Kept small because Faust hands each fetch to the agents in one
+# pass: 17 MiB of compressed backlog (~600k records) fetched at once kept niche-events, and every
+# other topic, waiting until ingest had read the whole backlog.
+MAX_FETCH_BYTES = 64 * 1024
+# Per RocksDB store (one per table partition): Faust's defaults (64 MiB write buffers, three of
+# them, a 2 GiB block cache) let a worker with 30-odd stores grow to gigabytes.
+STORE_OPTIONS = {"write_buffer_size": 8 * 1024 * 1024, "max_write_buffer_number": 2,
+                 "block_cache_size": 32 * 1024 * 1024}
 
 settings = Settings.from_env()
 TOPOLOGY = topology.load(settings.topics_file)
@@ -85,6 +92,9 @@ app = faust.App(
     # How long a dead worker's partitions wait before the group hands them to the others
     # (Kafka's own default, 45 s; Faust's is 60 s).
     broker_session_timeout=settings.session_timeout_seconds,
+    # Changelog writes and repartitioned messages come in bursts of hundreds per batch: 5 ms of
+    # linger sends them in a few produce requests rather than one each.
+    producer_linger=0.005,
 )
 # Faust's own metrics under the c2m_ prefix whatever the app id, so dashboards and alerts match.
 setup_prometheus_sensors(app, pattern="/metrics", name_prefix="c2m")
@@ -106,25 +116,29 @@ trigger_topics = {f.id: app.topic(topology.trigger_topic(f.id), **raw) for f in 
 # forms. JSON keys as well as values: with the app's default raw key codec, keys read back from
 # the changelog after recovery would be bytes where the live path wrote str.
 _json = faust.Schema(key_serializer="json", value_serializer="json")
-niches_table = app.Table("niches", partitions=PARTITIONS, schema=_json)
+niches_table = app.Table("niches", partitions=PARTITIONS, schema=_json, options=STORE_OPTIONS)
 # Model checkpoints (models.checkpoint blobs): niche key -> its state, POOLED_PREFIX<p> -> the pooled model.
 # Base64 in JSON: Faust recovers a changelog with a serializer derived from the table's value type
 # (json for anything but a faust Record), whatever schema wrote it, so raw bytes would not come back.
-models_table = app.Table("models", partitions=PARTITIONS, schema=_json)
-# event_id -> where it was first read (streams.ledger.source_mark) in tumbling windows of the
-# dedupe window; a repeat is looked up in the current and the previous window, so any repeat
-# within one window length is caught. Faust expires old windows (tombstones plus a
-# compact,delete changelog), which bounds the state.
+models_table = app.Table("models", partitions=PARTITIONS, schema=_json, options=STORE_OPTIONS)
+# event_id -> [where it was first read (streams.ledger.source_mark), when]: a repeat within the
+# dedupe window is a duplicate. Not a Faust windowed table: that one keeps every key of every
+# live window in memory for its expiry (memory growing with the events of two windows) and costs
+# two lookups per event. Here RocksDB's TTL drops old ids from disk and a compact,delete changelog
+# with the same retention drops them from Kafka; the stored time decides in between.
 DEDUPE_S = settings.dedupe_window_seconds
-seen_table = app.Table("seen", default=int, partitions=PARTITIONS, schema=_json).tumbling(
-    DEDUPE_S, expires=2 * DEDUPE_S)
+seen_table = app.Table("seen", partitions=PARTITIONS, schema=_json,
+                       options={**STORE_OPTIONS, "ttl": 2 * DEDUPE_S})
+seen_table.changelog_topic = seen_table._new_changelog_topic(retention=2 * DEDUPE_S, compacting=True,
+                                                             deleting=True)
 # sku -> validated attrs, on every worker: ingest fills in attributes events leave out.
-catalog_table = app.GlobalTable("catalog", partitions=TOPOLOGY.topic(CATALOG).partitions, schema=_json)
+catalog_table = app.GlobalTable("catalog", partitions=TOPOLOGY.topic(CATALOG).partitions, schema=_json,
+                                options=STORE_OPTIONS)
 # The capacity book, factory id -> CapacityBook.factory_state: written by the desk, read by all
 # workers as the view they route on.
-capacity_table = app.GlobalTable("capacity", partitions=1, schema=_json)
+capacity_table = app.GlobalTable("capacity", partitions=1, schema=_json, options=STORE_OPTIONS)
 # trigger id -> {"revision", "body", "closed"}: what the desk published, co-partitioned with it.
-published_table = app.Table("published", partitions=1, schema=_json)
+published_table = app.Table("published", partitions=1, schema=_json, options=STORE_OPTIONS)
 
 
 def _store_record(niche_key: str, record: dict[str, Any]) -> None:
@@ -213,19 +227,26 @@ async def ingest_agent(stream: faust.StreamT) -> None:
             metrics.EVENT_AGE.observe(max(0.0, now_ms - ts) / 1000)
 
 
+async def _validated(events: list[EventT], parse: Callable[[bytes | None, int, int], Any],
+                     topic: str) -> AsyncIterator[tuple[EventT, Any]]:
+    """The events that parse, with what they parse to; the others go to the dead-letter topic."""
+    now_ms = int(time.time() * 1000)
+    for event in events:
+        parsed = parse(event.value, now_ms, settings.max_record_bytes)
+        if isinstance(parsed, Rejection):
+            msg = event.message
+            await dead_letters.send(key=topic.encode(), value=dead_letter(
+                parsed.reason, msg.topic, msg.partition, msg.offset, event.value))
+            metrics.DEAD_LETTERS.labels(topic).inc()
+            continue
+        yield event, parsed
+
+
 @app.agent(catalog_source)
 async def catalog_agent(stream: faust.StreamT) -> None:
     """Validate catalog records into the global table; a bad one is dead-lettered, never applied."""
     async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
-        now_ms = int(time.time() * 1000)
-        for event in events:
-            msg = event.message
-            parsed = parse_catalog(event.value, now_ms, settings.max_record_bytes)
-            if isinstance(parsed, Rejection):
-                await dead_letters.send(key=CATALOG.encode(), value=dead_letter(
-                    parsed.reason, msg.topic, msg.partition, msg.offset, event.value))
-                metrics.DEAD_LETTERS.labels(CATALOG).inc()
-                continue
+        async for event, parsed in _validated(events, parse_catalog, CATALOG):
             with acting_for(event):
                 catalog_table[parsed.sku] = parsed.attrs
 
@@ -249,10 +270,10 @@ async def niche_agent(stream: faust.StreamT) -> None:
             msg = orjson.loads(event.value)
             if ledger.replayed(event.message.offset):
                 if "events" in msg:
-                    _replayed_rows(msg, event, outcomes)
+                    _replayed_rows(msg, event, now_ms, outcomes)
                 continue
             if "events" in msg:
-                STAGE.on_events(key, msg["niche"], _fresh_rows(msg, ledger, event, outcomes), eff)
+                STAGE.on_events(key, msg["niche"], _fresh_rows(msg, ledger, event, now_ms, outcomes), eff)
             elif "verdict" in msg:
                 STAGE.on_verdict(key, msg["verdict"], now_ms, eff)
             elif "status" in msg:
@@ -277,7 +298,7 @@ def _remember(key: str, event: EventT) -> None:
     LAST_EVENT[partition] = event
 
 
-def _fresh_rows(msg: dict[str, Any], ledger: Ledger, event: EventT,
+def _fresh_rows(msg: dict[str, Any], ledger: Ledger, event: EventT, now_ms: int,
                 outcomes: Counter[tuple[str, str, str]]) -> list[list[Any]]:
     """The rows of a niche message to count: neither re-sent (the ledger) nor upstream duplicates
     (the dedupe table). Each counted row's event_id is marked with where it was read."""
@@ -285,18 +306,19 @@ def _fresh_rows(msg: dict[str, Any], ledger: Ledger, event: EventT,
     fresh = []
     with acting_for(event):
         for row, src in new:
-            first = _first_seen(row[0], event)
+            first = _first_seen(row[0], now_ms)
             duplicate = is_duplicate(first, src)
             outcomes[(source_topic(row[1]), row[1], "duplicate" if duplicate else "ok")] += 1
             if not duplicate:
                 fresh.append(row)
                 if not first:
-                    seen_table[row[0]] = source_mark(src) if src else "?"
-        _mark(resent, event, outcomes)
+                    seen_table[row[0]] = [source_mark(src) if src else "?", now_ms]
+        _mark(resent, now_ms, outcomes)
     return fresh
 
 
-def _replayed_rows(msg: dict[str, Any], event: EventT, outcomes: Counter[tuple[str, str, str]]) -> None:
+def _replayed_rows(msg: dict[str, Any], event: EventT, now_ms: int,
+                   outcomes: Counter[tuple[str, str, str]]) -> None:
     """A message the niche already applied: its rows count as duplicates, and their dedupe marks
     are written again in case the crash that caused the replay lost them."""
     sources = msg.get("src")
@@ -306,20 +328,22 @@ def _replayed_rows(msg: dict[str, Any], event: EventT, outcomes: Counter[tuple[s
             outcomes[(source_topic(row[1]), row[1], "duplicate")] += 1
         return
     with acting_for(event):
-        _mark([(row, (str(p), int(o))) for row, (p, o) in zip(rows, sources, strict=True)], event, outcomes)
+        _mark([(row, (str(p), int(o))) for row, (p, o) in zip(rows, sources, strict=True)], now_ms, outcomes)
 
 
-def _mark(rows: list[tuple[list[Any], Source]], event: EventT, outcomes: Counter[tuple[str, str, str]]) -> None:
+def _mark(rows: list[tuple[list[Any], Source]], now_ms: int, outcomes: Counter[tuple[str, str, str]]) -> None:
     for row, src in rows:
         outcomes[(source_topic(row[1]), row[1], "duplicate")] += 1
-        if not _first_seen(row[0], event):
-            seen_table[row[0]] = source_mark(src)
+        if not _first_seen(row[0], now_ms):
+            seen_table[row[0]] = [source_mark(src), now_ms]
 
 
-def _first_seen(event_id: str, event: EventT) -> str | int:
-    """The dedupe mark of event_id within the dedupe window, or 0 when it was not seen."""
-    window = seen_table[event_id]
-    return window.current(event) or window.delta(DEDUPE_S, event)
+def _first_seen(event_id: str, now_ms: int) -> str | None:
+    """The dedupe mark of event_id if it was seen within the dedupe window."""
+    seen = seen_table.get(event_id)
+    if not seen or now_ms - int(seen[1]) >= DEDUPE_S * 1000:
+        return None
+    return str(seen[0])
 
 
 def _apply(eff: Effects) -> None:
@@ -398,15 +422,7 @@ def _desk() -> CapacityDesk:
 async def status_agent(stream: faust.StreamT) -> None:
     """Validate factory answers and hand them to the capacity desk; a bad one is dead-lettered."""
     async for events in stream.take_events(BATCH, within=FAST_WITHIN_S):
-        now_ms = int(time.time() * 1000)
-        for event in events:
-            msg = event.message
-            parsed = parse_factory_status(event.value, now_ms, settings.max_record_bytes)
-            if isinstance(parsed, Rejection):
-                await dead_letters.send(key=FACTORY_STATUS.encode(), value=dead_letter(
-                    parsed.reason, msg.topic, msg.partition, msg.offset, event.value))
-                metrics.DEAD_LETTERS.labels(FACTORY_STATUS).inc()
-                continue
+        async for _, parsed in _validated(events, parse_factory_status, FACTORY_STATUS):
             await capacity_topic.send(key=parsed.factory_id.encode(), value=orjson.dumps(
                 {"status": {k: v for k, v in asdict(parsed).items() if v is not None}}))
 

@@ -391,7 +391,7 @@ def plan_changed(pop: Population, keys: Collection[str], book: CapacityBook, fac
         forecast = {**fc.to_dict(), "horizon_hours": factory.lead_time_hours}
         counters = NicheDemand.from_dict(pop.demand[key])
         evidence = evidence_of(counters, max(now, counters.last_ts_ms), bucket_ms, EVIDENCE_BUCKETS, drift=fc.drift)
-        result = plan(key, niche, state, forecast, evidence, book, factories, now, cfg)
+        result = plan(key, niche, state, forecast, evidence, book, factories, now, cfg, factory=factory)
         for trig in result.triggers:
             if book.admit(trig, key, factories, now):
                 admitted += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
@@ -94,10 +95,19 @@ def worker(loglevel: str) -> None:
 
     settings = Settings.from_env()
     kafka.ensure_topics(settings, ["c2m.clickstream", "c2m.orders", "c2m.catalog", "c2m.dead-letter"])
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"C2M_DATA_DIR {settings.data_dir}: cannot create it ({exc.strerror})") from None
     from streams.app import app, internal_topic_specs
 
     admin.apply_specs(settings, internal_topic_specs())
 
+    # mode leaves the root logger at DEBUG and filters in the handler, so every debug call in
+    # aiokafka's and Faust's per-message paths would build a LogRecord only to drop it.
+    level = logging.getLevelName("WARNING" if loglevel == "warn" else loglevel.upper())
+    for name in ("aiokafka", "faust", "mode", "rocksdict", "streams"):
+        logging.getLogger(name).setLevel(level)
     sys.argv = ["c2m worker", "worker", "--loglevel", loglevel]
     app.main()
 
@@ -250,6 +260,31 @@ def bench(only: str | None, events: int, groups: int, memory_niches: int, tick_n
         return
     for line in result.lines():
         console.print(line)
+
+
+@cli.command()
+@click.option("--rate", default=None, type=float, help="events per second [default: half the maximum, measured first]")
+@click.option("--duration", default=600.0, show_default=True, help="seconds of steady load")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="write the samples and the verdict as JSON")
+def soak(rate: float | None, duration: float, out: Path | None) -> None:
+    """One worker under steady load on a private local broker; RSS and consumer lag, sampled every
+    10 s, must not grow without bound. Exits 1 when they do."""
+    from streams import soak as soaking
+
+    if rate is not None and rate <= 0:
+        raise UserError("--rate must be positive")
+    if duration < soaking.SAMPLE_EVERY_S * (soaking.MIN_SAMPLES - 1):
+        raise UserError(f"--duration: at least {soaking.SAMPLE_EVERY_S * (soaking.MIN_SAMPLES - 1):.0f} s")
+    try:
+        result = soaking.run(rate, duration, say=lambda line: console.print(line, markup=False, soft_wrap=True))
+    except RuntimeError as exc:  # the maximum could not be measured: say why, in one line
+        raise UserError(f"soak: {exc}") from None
+    if out is not None:
+        result.write(out)
+    for line in result.lines():
+        console.print(line, markup=False, soft_wrap=True)
+    if not result.judged()[0]:
+        raise SystemExit(1)
 
 
 def main() -> None:

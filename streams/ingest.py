@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import orjson
 
 from streams.niches import MissingAttribute, niche_of
-from streams.records import ORDER_TYPES, Event, Rejection, dead_letter, parse_click, parse_order
+from streams.records import ORDER_TYPES, Event, Rejection, dead_letter, event_fields
 
 CLICKSTREAM = "c2m.clickstream"
 ORDERS = "c2m.orders"
@@ -53,41 +54,88 @@ def compact(event: Event) -> list[Any]:
     return row
 
 
+def _row(fields: tuple[Any, ...]) -> list[Any]:
+    """compact() of the Event these fields make (Event's order: event_id, type, ts, region, sku,
+    attrs, user_id, quantity, order_id, group_id, group_target, group_expires_ts)."""
+    if len(fields) < 8:  # a click: quantity 0, no group
+        return [fields[0], fields[1], fields[2], 0]
+    row = [fields[0], fields[1], fields[2], fields[7]]
+    if fields[9] is not None:
+        row += [fields[9], fields[10], fields[11]]
+    return row
+
+
 def ingest(records: Iterable[RawRecord], now_ms: int, attributes: tuple[str, ...],
            size_bands: Mapping[str, str], catalog: Mapping[str, dict[str, str]],
            max_bytes: int) -> IngestBatch:
     out = IngestBatch()
     grouped: dict[str, tuple[dict[str, str], list[list[Any]], list[list[Any]]]] = {}
+    pick, niches = _niche_memo(attributes, size_bands)
+    sources: dict[tuple[str, int], str] = {}
     for rec in records:
-        parser = parse_order if rec.topic == ORDERS else parse_click
-        parsed = parser(rec.value, now_ms, max_bytes)
+        # parse_order / parse_click, as Event's fields (see event_fields)
+        parsed = event_fields(rec.value, now_ms, max_bytes, order=rec.topic == ORDERS)
         if isinstance(parsed, Rejection):
             _reject(out, rec, parsed.reason)
             continue
-        attrs = parsed.attrs
-        known = catalog.get(parsed.sku) if parsed.sku is not None else None
+        etype, ts, region, sku, attrs = parsed[1:6]
+        known = catalog.get(sku) if sku is not None else None
         if known is not None:
             attrs = {**known, **(attrs or {})}
         if attrs is None:
-            if parsed.sku is None:
+            if sku is None:
                 # a search by free-text query has no product: it is counted, not attributed
-                out.outcomes[(rec.topic, parsed.type, "ok")] += 1
+                out.outcomes[(rec.topic, etype, "ok")] += 1
                 continue
-            _reject(out, rec, f"unknown sku {parsed.sku!r} and no attrs on the event", parsed.type)
+            _reject(out, rec, f"unknown sku {sku!r} and no attrs on the event", etype)
             continue
         try:
-            key, niche = niche_of(attrs, parsed.region, attributes, size_bands)
-        except MissingAttribute as exc:
-            _reject(out, rec, f"field 'attrs.{exc.args[0]}': required for the niche key", parsed.type)
-            continue
-        entry = grouped.setdefault(key, (niche, [], []))
-        entry[1].append(compact(parsed))
-        entry[2].append([f"{rec.topic}/{rec.partition}", rec.offset])
-        out.event_ts.append(parsed.ts)
+            memo: tuple[str, Any] | None = (region, pick(attrs))
+            known_niche = niches.get(memo)  # type: ignore[arg-type]
+        except (KeyError, TypeError):  # an attribute missing (niche_of says which) or not hashable
+            memo = known_niche = None
+        if known_niche is None:
+            try:
+                known_niche = niche_of(attrs, region, attributes, size_bands)
+            except MissingAttribute as exc:
+                _reject(out, rec, f"field 'attrs.{exc.args[0]}': required for the niche key", etype)
+                continue
+            if memo is not None:
+                niches[memo] = known_niche
+        key, niche = known_niche
+        entry = grouped.get(key)
+        if entry is None:
+            entry = grouped[key] = (niche, [], [])
+        entry[1].append(_row(parsed))
+        where = sources.get((rec.topic, rec.partition))
+        if where is None:
+            where = sources[(rec.topic, rec.partition)] = f"{rec.topic}/{rec.partition}"
+        entry[2].append([where, rec.offset])
+        out.event_ts.append(ts)
     for key, (niche, rows, sources) in grouped.items():
         # "src": where each row was read, for the niche's ledger (streams.ledger)
         out.niche_messages[key] = orjson.dumps({"niche": niche, "events": rows, "src": sources})
     return out
+
+
+# (attributes, size bands) -> {(region, the attributes the niche names): niche_of(...)}
+_NICHES: dict[tuple[Any, ...], dict[tuple[str, Any], tuple[str, dict[str, str]]]] = {}
+NICHE_MEMO = 1 << 16
+
+
+def _niche_memo(attributes: tuple[str, ...], size_bands: Mapping[str, str]
+                ) -> tuple[itemgetter[Any], dict[tuple[str, Any], tuple[str, dict[str, str]]]]:
+    """niche_of depends only on the region and the attributes the niche names (given the niche
+    definition): each niche is worked out once and remembered (up to NICHE_MEMO of them). The
+    remembered niche dicts are only ever serialised, never changed."""
+    names = [("size" if a == "size_band" else a) for a in attributes if a != "region"] or ["size"]
+    definition = (tuple(attributes), tuple(size_bands.items()))
+    memo = _NICHES.get(definition)
+    if memo is None or len(memo) >= NICHE_MEMO:
+        if len(_NICHES) >= 8:
+            _NICHES.clear()
+        memo = _NICHES[definition] = {}
+    return itemgetter(*names), memo
 
 
 def _reject(out: IngestBatch, rec: RawRecord, reason: str, etype: str = "unknown") -> None:

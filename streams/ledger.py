@@ -70,10 +70,10 @@ def source_mark(source: Source) -> str:
     return f"{source[0]}@{source[1]}"
 
 
-def is_duplicate(first_seen: str | int | None, source: Source | None) -> bool:
+def is_duplicate(first_seen: str | None, source: Source | None) -> bool:
     """Whether an event the ledger has not applied is an upstream duplicate.
 
-    `first_seen` is the dedupe table's value for its event_id: falsy when never seen, else the
+    `first_seen` is the dedupe mark of its event_id: None when not seen within the window, else the
     source mark of its first sighting. A mark equal to this row's own source means the row is the
     same record again (its dedupe marker survived a crash its counters did not), so it counts.
     """

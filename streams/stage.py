@@ -200,7 +200,8 @@ class NicheStage:
         demand = NicheDemand.from_dict(self._get(DEMAND, key, eff))
         evidence = evidence_of(demand, max(now_ms, demand.last_ts_ms), self.bucket_ms, EVIDENCE_BUCKETS,
                                drift=drift or fc.drift)
-        result = plan(key, niche, state, forecast, evidence, self.book, self.factories, now_ms, self.cfg)
+        result = plan(key, niche, state, forecast, evidence, self.book, self.factories, now_ms, self.cfg,
+                      factory=factory)
         for trig in result.triggers:
             if self.book.admit(trig, key, self.factories, now_ms):
                 eff.proposals.append((trig, key))

@@ -142,3 +142,32 @@ def test_bucket_sums_equal_lifetime_counts_until_trimmed(evs: list[tuple[str, in
     for key, total in d.counts.items():
         assert sum(b.get(key, 0) for b in d.buckets.values()) == total
     assert NicheDemand.from_dict(orjson.loads(orjson.dumps(d.to_dict()))) == d
+
+
+@given(events, st.integers(min_value=0, max_value=30), st.integers(min_value=1, max_value=40))
+def test_windows_is_window_of_each_key(evs: list[tuple[str, int, int]], end: int, n: int) -> None:
+    d = NicheDemand()
+    for etype, offset, qty in evs:
+        d.add(etype, T0 + offset, qty, B)
+    keys = ("view", "add_to_cart", "orders", "units")
+    assert d.windows(keys, T0 + end * B, n, B) == [d.window(k, T0 + end * B, n, B) for k in keys]
+
+
+@given(events, events)
+def test_from_dict_then_add_equals_adding_to_the_original_and_leaves_the_stored_value_alone(
+        before: list[tuple[str, int, int]], after: list[tuple[str, int, int]]) -> None:
+    d = NicheDemand()
+    for etype, offset, qty in before:
+        d.add(etype, T0 + offset, qty, B)
+    d.trim(20, B)
+    snapshot = orjson.dumps(d.to_dict())
+    stored = orjson.loads(snapshot)
+    back = NicheDemand.from_dict(stored)
+    for etype, offset, qty in after:
+        d.add(etype, T0 + offset, qty, B)
+        back.add(etype, T0 + offset, qty, B)
+    d.trim(20, B)
+    back.trim(20, B)
+    assert back == d
+    assert orjson.dumps(back.to_dict()) == orjson.dumps(d.to_dict())
+    assert orjson.dumps(stored) == snapshot

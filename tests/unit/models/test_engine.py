@@ -347,3 +347,21 @@ def test_config_is_validated() -> None:
         EngineConfig(horizons=(6, 2))
     with pytest.raises(ValueError):
         EngineConfig(horizons=())
+
+
+def test_a_kept_forecast_is_the_one_issued_now_through_closes_evictions_and_reloads() -> None:
+    """forecast() keeps what it issued until the next close: always what issuing afresh gives."""
+    blobs: dict[str, bytes] = {}
+    engine = DemandEngine(SMALL, loader=blobs.get)
+    keys = {"a": ATTRS, "b": OTHER}
+    for b in range(12):
+        for n, (key, attrs) in enumerate(keys.items()):
+            engine.observe(key, attrs, bucket_rows(b, *traffic(b, n)))
+            for hours in (1.0, 3.0, 6.0, 3.0):
+                kept = engine.forecast(key, hours)
+                s = engine._slot[key]
+                if engine._last_closed[s] >= engine._first[s]:  # issued at a close (else: cold start)
+                    assert kept == engine._issue(s, hours)
+        engine.advance(START + (b + 1) * HOUR_MS)
+        if b % 4 == 3:
+            blobs.update(engine.evict(1))  # one of them goes, and comes back through the loader

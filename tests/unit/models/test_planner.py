@@ -272,6 +272,12 @@ class Loop:
         res = rolling_plan(KEY, self.niche, self.state, forecast, EVIDENCE if evidence is None else evidence,
                            self.book if view is None else view, self.factories, self.now, self.cfg)
         assert self.state.to_dict() == before  # pure: the input state is untouched
+        on = self.book if view is None else view
+        given = rolling_plan(KEY, self.niche, self.state, forecast, EVIDENCE if evidence is None else evidence, on,
+                             self.factories, self.now, self.cfg,
+                             factory=planning_factory(self.niche.get("category", ""), self.state, on, self.factories,
+                                                      self.now))
+        assert (given.state, given.triggers, given.note) == (res.state, res.triggers, res.note)  # the same plan
         self.state, self.note = res.state, res.note
         for trig in res.triggers:
             admitted = self.book.admit(trig, KEY, self.factories, self.now)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.routing import CapacityBook, Commitment, Factory, batch_floor, batch_units, choose_factory, reroute
+from models.routing import Booking, CapacityBook, Commitment, Factory, batch_floor, batch_units, choose_factory, reroute
 from streams.records import FactoryStatus
 
 GZ = Factory("f-gz-dress", ("dress", "skirt"), 4000, 100, 50, 48)
@@ -452,3 +452,48 @@ def test_declared_capacity_is_never_exceeded(steps: list[tuple[Any, ...]], time_
             assert _overbooked(book, FLEET, now) == []
         for f in FLEET:
             assert book.committed(f.id) >= 0
+
+
+def reference_room(book: CapacityBook, factory: Factory, now_ms: int, due_by_ts: int, ignore: str | None = None) -> int:
+    """room() as first written: sort every load on every call (the cached room must agree with it)."""
+    loads = sorted((b.due_by_ts, b.units) for b in book.bookings.get(factory.id, {}).values()
+                   if b.trigger_id != ignore)
+    running = sum(units for due, units in loads if due <= due_by_ts)
+    best = book.window_capacity(factory, now_ms, due_by_ts) - running
+    for due, units in loads:
+        if due > due_by_ts:
+            running += units
+            best = min(best, book.window_capacity(factory, now_ms, due) - running)
+    return max(0, best)
+
+
+room_steps = st.lists(st.tuples(
+    st.sampled_from(["book", "grow", "drop", "replace", "ask"]),
+    st.integers(min_value=0, max_value=5),  # trigger
+    st.integers(min_value=0, max_value=400),  # units
+    st.integers(min_value=-48, max_value=120),  # due, hours from T
+    st.integers(min_value=0, max_value=100),  # now, hours from T
+), max_size=40)
+
+
+@given(room_steps)
+def test_cached_room_agrees_with_sorting_every_time(steps: list[tuple[str, int, int, int, int]]) -> None:
+    """Bookings added, grown (in place), dropped and swapped behind the book's back between calls."""
+    book = CapacityBook()
+    t0 = 1_764_000_000_000
+    for op, i, units, due_h, now_h in steps:
+        at = book.bookings.setdefault(GZ.id, {})
+        tid = f"t-{i}"
+        due = t0 + due_h * 3_600_000
+        if op == "book":
+            at[tid] = Booking(tid, GZ.id, 1, units, due)
+        elif op == "grow" and tid in at:
+            at[tid].units = units
+        elif op == "drop":
+            at.pop(tid, None)
+        elif op == "replace":
+            book.bookings[GZ.id] = {**at, tid: Booking(tid, GZ.id, 2, units, due)}
+        now = t0 + now_h * 3_600_000
+        for ignore in (None, tid, "t-none"):
+            for due_by in (due, now + GZ.lead_time_hours * 3_600_000, now - 1):
+                assert book.room(GZ, now, due_by, ignore) == reference_room(book, GZ, now, due_by, ignore)

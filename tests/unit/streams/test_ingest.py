@@ -186,3 +186,21 @@ def test_empty_batch() -> None:
     assert out.niche_messages == {}
     assert out.dead_letters == []
     assert not out.outcomes
+
+
+def test_rows_are_compact_events_and_event_fields_are_what_the_parsers_parse() -> None:
+    from streams.ingest import _row, compact
+    from streams.records import Event, Rejection, event_fields, parse_click, parse_order
+    group = order("e-9", "group_join", quantity=2, group_id="g-7", group_target=50, group_expires_ts=1_764_086_400_000)
+    for value, is_order in ((click("e-1"), False), (click("e-2", "search", sku=None, query="boho"), False),
+                            (order("e-3"), True), (group, True), ({**order("e-4"), "quantity": 0}, True),
+                            (click("e-5", "nope"), False)):
+        raw = orjson.dumps(value)
+        fields = event_fields(raw, NOW, order=is_order)
+        parsed = (parse_order if is_order else parse_click)(raw, NOW)
+        if isinstance(parsed, Rejection):
+            assert fields == parsed
+            continue
+        assert not isinstance(fields, Rejection)
+        assert Event(*fields) == parsed
+        assert _row(fields) == compact(parsed)

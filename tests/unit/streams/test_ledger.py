@@ -47,7 +47,7 @@ def test_the_ledger_round_trips_through_json_forms() -> None:
 
 def test_a_mark_left_by_the_same_record_is_not_a_duplicate_but_another_records_is() -> None:
     src = ("c2m.clickstream/3", 120)
-    assert not is_duplicate(0, src)
+    assert not is_duplicate(None, src)
     assert not is_duplicate(source_mark(src), src)  # its counters were lost, its mark was not
     assert is_duplicate(source_mark(("c2m.clickstream/3", 7)), src)  # published twice upstream
     assert is_duplicate(source_mark(src), None)

@@ -590,3 +590,66 @@ def test_size_rejection_words_the_limit_as_the_parsers_do() -> None:
     raw = enc({**CLICK, "padding": "x" * 2000})
     assert size_rejection(raw, 1000) == parse_click(raw, NOW, max_bytes=1000)
     assert size_rejection(raw, len(raw)) is None
+
+
+# -- the fast path of the event parsers: exactly what the checked path accepts ------------------
+
+NOW_FAST = 1_764_000_000_000
+
+
+def _field_values() -> st.SearchStrategy[Any]:
+    return st.one_of(
+        st.none(), st.booleans(), st.sampled_from(["", "x", "view", "search", "placed", "group_join", "cancelled",
+                                                   "share", "a" * 256, "a" * 257]),
+        st.integers(min_value=-2, max_value=3), st.sampled_from([NOW_FAST, NOW_FAST + 86_400_000,
+                                                                 NOW_FAST + 86_400_001, 2**63 - 1, 2**63, -(2**63)]),
+        st.floats(allow_nan=True, allow_infinity=True), st.just({}),
+        st.dictionaries(st.sampled_from(["category", "size"]), st.one_of(st.text(max_size=3), st.integers()),
+                        max_size=2),
+        st.lists(st.integers(), max_size=1))
+
+
+def _event_dicts(names: list[str]) -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries({}, optional={name: _field_values() for name in names})
+
+
+VALID_CLICK = {"event_id": "e", "type": "view", "ts": NOW_FAST, "region": "r", "sku": "s"}
+VALID_ORDER = {"event_id": "e", "type": "group_join", "ts": NOW_FAST, "region": "r", "sku": "s", "order_id": "o",
+               "quantity": 2, "group_id": "g", "group_target": 5, "group_expires_ts": NOW_FAST, "unit_price": 1.5}
+
+
+@settings(max_examples=400)
+@given(_event_dicts(["event_id", "type", "ts", "region", "sku", "attrs", "user_id", "query"]),
+       st.sampled_from([{}, VALID_CLICK]))
+def test_the_fast_click_path_agrees_with_the_checked_one(fields: dict[str, Any], base: dict[str, Any]) -> None:
+    from streams.records import _checked_click, _fast_click, _Invalid
+    obj = {**base, **fields}
+    fast = _fast_click(obj, NOW_FAST)
+    try:
+        checked: tuple[Any, ...] | str = _checked_click(obj, NOW_FAST)
+    except _Invalid as exc:
+        checked = str(exc)
+    assert fast is None or fast == checked
+
+
+@settings(max_examples=400)
+@given(_event_dicts(["event_id", "type", "ts", "region", "sku", "attrs", "user_id", "quantity", "order_id",
+                     "unit_price", "group_id", "group_target", "group_expires_ts"]),
+       st.sampled_from([{}, VALID_ORDER, {**VALID_ORDER, "type": "placed"}]))
+def test_the_fast_order_path_agrees_with_the_checked_one(fields: dict[str, Any], base: dict[str, Any]) -> None:
+    from streams.records import _checked_order, _fast_order, _Invalid
+    obj = {**base, **fields}
+    fast = _fast_order(obj, NOW_FAST)
+    try:
+        checked: tuple[Any, ...] | str = _checked_order(obj, NOW_FAST)
+    except _Invalid as exc:
+        checked = str(exc)
+    except OverflowError:
+        checked = "overflow"
+    assert fast is None or fast == checked
+
+
+def test_the_fast_paths_take_the_usual_events() -> None:
+    from streams.records import _fast_click, _fast_order
+    assert _fast_click(VALID_CLICK, NOW_FAST) is not None
+    assert _fast_order(VALID_ORDER, NOW_FAST) is not None
