@@ -271,6 +271,7 @@ async def niche_agent(stream: faust.StreamT) -> None:
             if ledger.replayed(event.message.offset):
                 if "events" in msg:
                     _replayed_rows(msg, event, now_ms, outcomes)
+                RECORDS.touch(key)
                 continue
             if "events" in msg:
                 STAGE.on_events(key, msg["niche"], _fresh_rows(msg, ledger, event, now_ms, outcomes), eff)

@@ -64,6 +64,13 @@ class NicheRecords:
         self.record(niche_key)[LEDGER] = ledger.to_dict()
         self.dirty.add(niche_key)
 
+    def touch(self, niche_key: str) -> None:
+        """Write the record again unchanged: after a crash the local store can be ahead of the
+        changelog (written before its changelog record was acked), and a replay that changes
+        nothing would otherwise leave the changelog behind for whoever recovers from it next."""
+        self.record(niche_key)
+        self.dirty.add(niche_key)
+
     def flush(self, now_ms: int) -> int:
         """Store every changed record once; forget the cache. Returns how many were stored."""
         for niche_key in sorted(self.dirty):

@@ -63,3 +63,10 @@ def test_closed_groups_are_dropped_once_the_dedupe_window_has_passed_and_open_on
     recs.write(GROUPS, "old-open", group("open", now - 3 * DAY), "k")
     recs.flush(now)
     assert sorted(stored[0][1][GROUPS]) == ["new-expired", "old-filled-made", "old-filled-owed", "old-open"]
+
+
+def test_a_touched_record_is_written_again_unchanged() -> None:
+    table: dict[str, Any] = {"k": {DEMAND: {"counts": {"view": 3}}}}
+    recs, stored = records(table)
+    recs.touch("k")
+    assert recs.flush(0) == 1 and stored == [("k", {DEMAND: {"counts": {"view": 3}}})]
