@@ -534,9 +534,23 @@ def _on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
     PROGRESS.groups_tracked = False
 
 
+# RocksDB's own figures for the memory it holds outside Python (what RSS shows and tracemalloc not)
+STORE_PROPERTIES = {"memtables": "rocksdb.cur-size-all-mem-tables",
+                    "table_readers": "rocksdb.estimate-table-readers-mem",
+                    "block_cache": "rocksdb.block-cache-usage"}
+
+
 @app.timer(interval=10.0)
 async def count_niches() -> None:
     metrics.NICHES_ACTIVE.set(len(niches_table))
+    totals = dict.fromkeys(STORE_PROPERTIES, 0)
+    for table in app.tables.values():
+        # Faust keeps a store's open databases (one per partition) in `_dbs`; it has no public view
+        for db in getattr(table.data, "_dbs", {}).values():
+            for kind, prop in STORE_PROPERTIES.items():
+                totals[kind] += db.property_int_value(prop) or 0
+    for kind, n in totals.items():
+        metrics.STORE_MEMORY.labels(kind).set(n)
 
 
 # Whether the cluster answered the last metadata probe; probed off the event loop on a timer.

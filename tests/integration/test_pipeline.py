@@ -122,6 +122,13 @@ def test_metrics_count_events_and_triggers(worker: WorkerProcess) -> None:
     assert _metric(text, 'c2m_events_total{outcome="ok",topic="c2m.orders",type="placed"}') - before == 120
     assert _metric(text, 'c2m_triggers_total{action="start",factory="f-nt-denim",kind="forecast"}') >= 1
     assert "c2m_trigger_latency_seconds_bucket" in text
+    # the niches and dedupe stores hold this test's writes in memtables at least (sampled every 10 s)
+    deadline = time.monotonic() + 25
+    while _metric(text, 'c2m_store_memory_bytes{kind="memtables"}') <= 0 and time.monotonic() < deadline:
+        time.sleep(1)
+        text = worker.get("/metrics")
+    assert _metric(text, 'c2m_store_memory_bytes{kind="memtables"}') > 0
+    assert 'c2m_store_memory_bytes{kind="block_cache"}' in text
 
 
 def test_healthz_reports_partitions_and_a_reachable_broker(worker: WorkerProcess) -> None:
