@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from faust.types.auth import CredentialsT
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Below this the ~30 stores' memtables would share a few MiB and flush on nearly every batch.
+MIN_STORE_MEMORY_MB = 16
 
 
 def cache_dir() -> Path:
@@ -61,6 +63,7 @@ class Settings:
     service_level: float = 0.9
     revision_hold_seconds: float | None = None  # None: a sixth of a bucket (revision_hold_ms)
     session_timeout_seconds: float = 45.0
+    store_memory_mb: int = 128  # RocksDB block cache + memtables of all the worker's stores together
     security: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -86,6 +89,7 @@ class Settings:
             revision_hold_seconds=_float(e, "C2M_REVISION_HOLD_SECONDS", -1.0) if e.get("C2M_REVISION_HOLD_SECONDS")
             else None,
             session_timeout_seconds=_float(e, "C2M_SESSION_TIMEOUT_SECONDS", 45.0),
+            store_memory_mb=_int(e, "C2M_STORE_MEMORY_MB", 128),
             security=security,
         )
         if settings.auto_offset_reset not in ("earliest", "latest"):
@@ -104,6 +108,9 @@ class Settings:
             raise UserError("C2M_SESSION_TIMEOUT_SECONDS must lie between 3 and 300")
         if not 0.5 <= settings.service_level <= 0.9:
             raise UserError("C2M_SERVICE_LEVEL must lie between 0.5 (plan for P50) and 0.9 (P90)")
+        if settings.store_memory_mb < MIN_STORE_MEMORY_MB:
+            raise UserError(f"C2M_STORE_MEMORY_MB must be at least {MIN_STORE_MEMORY_MB} (MiB for all the "
+                            f"worker's RocksDB stores together), got {settings.store_memory_mb}")
         return settings
 
     @property

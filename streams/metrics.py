@@ -27,7 +27,8 @@ DRIFT_DETECTED = Counter("c2m_drift_detected", "Demand shifts detected (the plan
 GROUP_OUTCOMES = Counter("c2m_group_outcomes", "Group buys that filled or expired (published to c2m.group-outcomes)",
                          ["outcome"])
 DEAD_LETTERS = Counter("c2m_dead_letters", "Records sent to the dead-letter topic", ["topic"])
-STORE_MEMORY = Gauge("c2m_store_memory_bytes", "Native memory of this worker's RocksDB stores, summed over them",
+STORE_MEMORY = Gauge("c2m_store_memory_bytes",
+                     "Native memory of this worker's RocksDB stores (the shared cache and memtables counted once)",
                      ["kind"])  # kind: memtables, table_readers, block_cache
 
 # event types a label may take; anything else is counted as "other" to bound cardinality
