@@ -4,9 +4,10 @@ A benchmark says how fast; a soak says whether the worker can keep going. On a p
 (streams.bench.private_broker), one worker reads from the end of the input topics while a thread
 publishes valid clickstream and order events at a fixed rate: half the measured maximum unless
 --rate says otherwise, so a healthy worker has headroom and anything that grows is a leak or a
-stall, not plain overload. Every 10 s it samples the worker's RSS, its consumer group's lag on
-the input topics, and the events it has counted. The verdict (`verdict`) is a pure function of
-those samples, so the criteria are unit-tested without a broker.
+stall, not plain overload. Every 10 s it samples the worker's RSS, the lag of its consumer groups
+(the ingest group on the input topics, streams.intake; Faust's on niche-events), and the events
+it has counted. The verdict (`verdict`) is a pure function of those samples, so the criteria are
+unit-tested without a broker.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
+from streams import intake
 from streams.bench import INPUTS, counted_events, free_port, preload, private_broker, worker_rate
 from streams.config import Settings
 from streams.kafka import quiet_logger
@@ -356,7 +358,8 @@ def soak_worker(env: dict[str, str], work: Path, soak: Soak, say: Say) -> None:
     settings = Settings.from_env(env)
     proc = WorkerProcess({**env, "C2M_APP_ID": soak.app_id, "C2M_AUTO_OFFSET_RESET": "latest",
                           "C2M_API_PORT": str(free_port())}, work / "soak-worker", loglevel="warn").start()
-    probe = LagProbe(settings, soak.app_id)
+    probe = LagProbe(settings, soak.app_id)  # Faust's group: the internal topics
+    input_probe = LagProbe(settings, intake.group_id(soak.app_id))
     try:
         say(f"starting the worker ({soak.app_id})")
         proc.wait_ready(timeout=120)
@@ -384,7 +387,7 @@ def soak_worker(env: dict[str, str], work: Path, soak: Soak, say: Say) -> None:
                     counted: float | None = counted_events(proc.get("/metrics", timeout=10))
                 except OSError:
                     counted = None
-                committed = probe.committed(parts)
+                committed = {**input_probe.committed(inputs), **probe.committed(internal)}
                 high = probe.high(parts)
                 rss = vmrss_bytes(Path(f"/proc/{proc.proc.pid}/status").read_text())
                 sample = Sample(round(t, 1), rss, consumer_lag({tp: high[tp] for tp in inputs}, committed, start),
@@ -396,6 +399,7 @@ def soak_worker(env: dict[str, str], work: Path, soak: Soak, say: Say) -> None:
                 k += 1
     finally:
         probe.close()
+        input_probe.close()
         proc.stop()
 
 
