@@ -1,6 +1,6 @@
 """The Faust app. Agents are thin: they move records between Kafka and the pure functions.
 
-Data path: c2m.clickstream + c2m.orders --ingest--> <app>-niche-events (keyed by niche key)
+Data path: c2m.clickstream + c2m.orders --ingest (streams.intake)--> <app>-niche-events (keyed by niche key)
 --niche agent--> dedupe, per-niche tables (demand, plan) --planner--> c2m.triggers.<factory_id>.
 c2m.catalog --catalog agent--> a global table every worker reads to fill in event attributes.
 """
@@ -29,18 +29,23 @@ from models.checkpoint import CheckpointError
 from models.engine import HOUR_MS, DemandEngine, EngineConfig
 from models.planner import PlannerConfig
 from models.routing import CapacityBook
-from streams import api, dashboard, kafka, metrics, topology
+from streams import api, dashboard, kafka, metrics, stores, topology
 from streams.capacity import CapacityDesk
 from streams.config import Settings
 from streams.errors import UserError
-from streams.ingest import CLICKSTREAM, ORDERS, RawRecord, ingest, source_topic
+from streams.ingest import CLICKSTREAM, ORDERS, ingest, source_topic
+from streams.intake import Intake
 from streams.ledger import Ledger, Source, is_duplicate, source_mark
+from streams.marks import mark_table
 from streams.metrics import type_label
 from streams.niche_records import NicheRecords
 from streams.records import Rejection, dead_letter, parse_catalog, parse_factory_status
 from streams.stage import DEMAND, GROUPS, PLANS, Effects, NicheStage
 
 BATCH = 1000
+# Input records per ingest batch: librdkafka hands them over in one call, and each batch costs a
+# produce flush and a commit.
+INGEST_BATCH = 5000
 # How long a stage waits to fill a batch: a filled group's trigger crosses three stages (ingest,
 # niche, capacity desk). Ingest and niche batches carry the load and amortise per-batch work, so
 # they wait longer than the desk, which sees a few proposals per batch.
@@ -59,9 +64,13 @@ API_HORIZON_HOURS = 72
 # other topic, waiting until ingest had read the whole backlog.
 MAX_FETCH_BYTES = 64 * 1024
 # Per RocksDB store (one per table partition): Faust's defaults (64 MiB write buffers, three of
-# them, a 2 GiB block cache) let a worker with 30-odd stores grow to gigabytes.
-STORE_OPTIONS = {"write_buffer_size": 8 * 1024 * 1024, "max_write_buffer_number": 2,
-                 "block_cache_size": 32 * 1024 * 1024}
+# them, a 2 GiB block cache each) let a worker with 30-odd stores grow to gigabytes. The block
+# cache and the memtables' total are the worker's, shared by all stores (streams.stores,
+# C2M_STORE_MEMORY_MB); a store's write buffer size is only where it flushes before that total.
+# 10 bits per key in the bloom filters (Faust's default, 3, passes ~24% of absent keys): nearly every
+# dedupe lookup is for an id the store has not seen, and each false positive reads a data block
+# into the shared cache.
+STORE_OPTIONS = {"write_buffer_size": 8 * 1024 * 1024, "max_write_buffer_number": 2, "bloom_filter_size": 10}
 
 settings = Settings.from_env()
 TOPOLOGY = topology.load(settings.topics_file)
@@ -78,7 +87,7 @@ app = faust.App(
     settings.app_id,
     broker=settings.faust_broker,
     broker_credentials=settings.faust_credentials(),
-    store="rocksdb://",
+    store=stores.url(settings.store_memory_mb),  # RocksDB, one memory bound for all stores
     # per app id, as Kafka Streams' state.dir/application.id: another app's stores are never reused
     datadir=str(settings.data_dir / f"{settings.app_id}-data"),
     topic_partitions=PARTITIONS,
@@ -102,10 +111,10 @@ app = faust.App(
 setup_prometheus_sensors(app, pattern="/metrics", name_prefix="c2m")
 
 raw = {"key_serializer": "raw", "value_serializer": "raw"}
-source = app.topic(CLICKSTREAM, ORDERS, **raw)
 NICHE_EVENTS = f"{settings.app_id}-niche-events"
 niche_events = app.topic(NICHE_EVENTS, internal=True, partitions=PARTITIONS, **raw)
-dead_letters = app.topic("c2m.dead-letter", **raw)
+DEAD_LETTER = "c2m.dead-letter"
+dead_letters = app.topic(DEAD_LETTER, **raw)
 catalog_source = app.topic(CATALOG, **raw)
 factory_status = app.topic(FACTORY_STATUS, **raw)
 group_outcomes = app.topic(GROUP_OUTCOMES, **raw)
@@ -129,10 +138,10 @@ models_table = app.Table("models", partitions=PARTITIONS, schema=_json, options=
 # two lookups per event. Here RocksDB's TTL drops old ids from disk and a compact,delete changelog
 # with the same retention drops them from Kafka; the stored time decides in between.
 DEDUPE_S = settings.dedupe_window_seconds
-seen_table = app.Table("seen", partitions=PARTITIONS, schema=_json,
-                       options={**STORE_OPTIONS, "ttl": 2 * DEDUPE_S})
-seen_table.changelog_topic = seen_table._new_changelog_topic(retention=2 * DEDUPE_S, compacting=True,
-                                                             deleting=True)
+# A MarkTable (streams.marks): marks go to the local store at once and to the changelog once per
+# batch, one record per partition, not one per event.
+seen_table = mark_table(app, "seen", retention_s=2 * DEDUPE_S, partitions=PARTITIONS, schema=_json,
+                        options={**STORE_OPTIONS, "ttl": 2 * DEDUPE_S})
 # sku -> validated attrs, on every worker: ingest fills in attributes events leave out.
 catalog_table = app.GlobalTable("catalog", partitions=TOPOLOGY.topic(CATALOG).partitions, schema=_json,
                                 options=STORE_OPTIONS)
@@ -211,17 +220,20 @@ def acting_for(event: EventT) -> Iterator[None]:
         _current_event.reset(token)
 
 
-@app.agent(source)
-async def ingest_agent(stream: faust.StreamT) -> None:
-    async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+@app.task
+async def ingest_task() -> None:
+    """Input records, batch by batch, through the pure ingest step into per-niche messages
+    (streams.intake says why this reads with confluent-kafka rather than as a Faust agent)."""
+    await app.tables.recovery.completed.wait()  # the catalog global table fills in attributes
+    intake = Intake(settings, [CLICKSTREAM, ORDERS], app.monitor)
+    async for records in intake.batches(INGEST_BATCH, BATCH_WITHIN_S):
         now_ms = int(time.time() * 1000)
-        batch = ingest((RawRecord(e.message.topic, e.message.partition, e.message.offset, e.value)
-                        for e in events), now_ms, TOPOLOGY.niche_attributes, TOPOLOGY.size_bands,
-                       catalog_table, settings.max_record_bytes)
+        batch = ingest(records, now_ms, TOPOLOGY.niche_attributes, TOPOLOGY.size_bands, catalog_table,
+                       settings.max_record_bytes)
         for key, value in batch.niche_messages.items():
-            await niche_events.send(key=key.encode(), value=value)
+            intake.produce(NICHE_EVENTS, key.encode(), value)
         for topic, value in batch.dead_letters:
-            await dead_letters.send(key=topic.encode(), value=value)
+            intake.produce(DEAD_LETTER, topic.encode(), value)
             metrics.DEAD_LETTERS.labels(topic).inc()
         for (topic, etype, outcome), n in batch.outcomes.items():
             metrics.EVENTS.labels(topic, type_label(etype), outcome).inc(n)
@@ -291,6 +303,7 @@ async def niche_agent(stream: faust.StreamT) -> None:
         STAGE.plan_touched(eff)
         STAGE.advance(STAGE.watermark - GRACE_MS, eff)
         _apply(eff)
+        seen_table.flush()  # the batch's dedupe marks: one changelog record per partition
         RECORDS.flush(now_ms)
         await _send(eff)
 
@@ -315,7 +328,7 @@ def _fresh_rows(msg: dict[str, Any], ledger: Ledger, event: EventT, now_ms: int,
             if not duplicate:
                 fresh.append(row)
                 if not first:
-                    seen_table[row[0]] = [source_mark(src) if src else "?", now_ms]
+                    seen_table.mark(row[0], [source_mark(src) if src else "?", now_ms])
         _mark(resent, now_ms, outcomes)
     return fresh
 
@@ -338,12 +351,12 @@ def _mark(rows: list[tuple[list[Any], Source]], now_ms: int, outcomes: Counter[t
     for row, src in rows:
         outcomes[(source_topic(row[1]), row[1], "duplicate")] += 1
         if not _first_seen(row[0], now_ms):
-            seen_table[row[0]] = [source_mark(src), now_ms]
+            seen_table.mark(row[0], [source_mark(src), now_ms])
 
 
 def _first_seen(event_id: str, now_ms: int) -> str | None:
     """The dedupe mark of event_id if it was seen within the dedupe window."""
-    seen = seen_table.get(event_id)
+    seen = seen_table.first_seen(event_id)
     if not seen or now_ms - int(seen[1]) >= DEDUPE_S * 1000:
         return None
     return str(seen[0])
@@ -534,22 +547,11 @@ def _on_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
     PROGRESS.groups_tracked = False
 
 
-# RocksDB's own figures for the memory it holds outside Python (what RSS shows and tracemalloc not)
-STORE_PROPERTIES = {"memtables": "rocksdb.cur-size-all-mem-tables",
-                    "table_readers": "rocksdb.estimate-table-readers-mem",
-                    "block_cache": "rocksdb.block-cache-usage"}
-
-
 @app.timer(interval=10.0)
 async def count_niches() -> None:
     metrics.NICHES_ACTIVE.set(len(niches_table))
-    totals = dict.fromkeys(STORE_PROPERTIES, 0)
-    for table in app.tables.values():
-        # Faust keeps a store's open databases (one per partition) in `_dbs`; it has no public view
-        for db in getattr(table.data, "_dbs", {}).values():
-            for kind, prop in STORE_PROPERTIES.items():
-                totals[kind] += db.property_int_value(prop) or 0
-    for kind, n in totals.items():
+    # the native memory RSS shows and tracemalloc not; the shared block cache counted once
+    for kind, n in stores.memory_usage(table.data for table in app.tables.values()).items():
         metrics.STORE_MEMORY.labels(kind).set(n)
 
 
