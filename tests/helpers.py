@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import NoReturn
+import subprocess
+import sys
+from typing import Any, NoReturn
 
+import orjson
 import pytest
+
+from streams.config import REPO_ROOT
 
 
 def free_port() -> int:
@@ -25,3 +30,12 @@ def unavailable(message: str) -> NoReturn:
     if in_ci():
         pytest.fail(message, pytrace=False)
     pytest.skip(message)
+
+
+def run_probe(code: str, env: dict[str, str]) -> Any:
+    """Run `code` in a fresh interpreter (streams.app reads the environment at import) and return
+    the JSON its last output line holds."""
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    return orjson.loads(done.stdout.strip().splitlines()[-1])

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import os
 import ssl
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import faust
-import orjson
 import pytest
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
 from streams import config
 from streams.config import REPO_ROOT, Settings
 from streams.errors import UserError
+from tests.helpers import run_probe
 
 
 def test_defaults() -> None:
@@ -296,10 +294,7 @@ def worker_app(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "auth['ssl_context'] = auth.get('ssl_context') is not None\n"
         "print(orjson.dumps({'web_bind': app.conf.web_bind, 'web_port': app.conf.web_port, 'auth': auth}).decode())\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe], env=env, cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr
-    return dict(orjson.loads(done.stdout.strip().splitlines()[-1]))
+    return dict(run_probe(probe, env))
 
 
 def test_api_and_metrics_bind_to_c2m_api_host(worker_app: dict[str, Any]) -> None:

@@ -4,8 +4,6 @@ batch and partition; recovery (and standbys) explode a batch record into one ent
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +17,7 @@ from faust.streams import _current_event
 from faust.types import TP, Message
 
 from streams import marks, stores
-from streams.config import REPO_ROOT
+from tests.helpers import run_probe
 
 APP_ID = "test-marks"
 SOURCE = f"{APP_ID}-niche-events"
@@ -267,9 +265,6 @@ def test_the_worker_app_dedupes_with_a_mark_table() -> None:
         "print(orjson.dumps({'type': type(t).__name__, 'ttl': t.options.get('ttl'), 'config': spec.config,\n"
         "                    'registered': a.app.tables['seen'] is t}).decode())\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe], env=env, cwd=REPO_ROOT, capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr
-    got = orjson.loads(done.stdout.strip().splitlines()[-1])
+    got = run_probe(probe, env)
     assert got == {"type": "MarkTable", "ttl": 1200, "registered": True,
                    "config": {"cleanup.policy": "compact,delete", "retention.ms": "1200000"}}
