@@ -1,5 +1,5 @@
-"""streams.marks: the dedupe table writes marks to its store at once and to its changelog once per
-batch and partition; recovery (and standbys) explode a batch record into one entry per event id."""
+"""streams.marks: the dedupe table sees a mark at once and writes it to its store and its changelog
+once per batch and partition; recovery (and standbys) explode a batch record into one entry per event id."""
 
 from __future__ import annotations
 
@@ -100,7 +100,24 @@ def test_a_mark_is_visible_at_once_in_its_partition_only(table: marks.MarkTable,
     with acting_for(event(table.app, 2, 10)):
         assert table.first_seen("e1") is None  # another partition's database
     assert sent.calls == []  # nothing goes to the changelog before flush
+    assert stored(table, 1) == {}  # nor to the database: flush writes the batch's marks at once
     assert table.pending() == 1
+
+
+def test_flush_stores_the_marks_as_a_table_write_would(table: marks.MarkTable, monkeypatch: pytest.MonkeyPatch) -> None:
+    spy(table, monkeypatch)
+    with acting_for(event(table.app, 2, 5)):
+        table.mark("e1", ["c2m.orders/1@9", 7])
+        table.mark("e2", ["c2m.orders/1@10", 8])
+    table.flush()
+    assert table.pending() == 0
+    with acting_for(event(table.app, 2, 6)):  # read back through Faust's own table path
+        assert table["e1"] == ["c2m.orders/1@9", 7]
+        assert table.first_seen("e2") == ["c2m.orders/1@10", 8]
+    store = table.data
+    assert stored(table, 2) == {store._encode_key(k): store._encode_value(v)
+                                for k, v in {"e1": ["c2m.orders/1@9", 7], "e2": ["c2m.orders/1@10", 8]}.items()}
+    assert all(stored(table, p) == {} for p in (0, 1, 3))
 
 
 def test_flush_sends_one_record_per_partition_with_all_its_marks(table: marks.MarkTable,
@@ -241,6 +258,7 @@ def test_the_memory_store_works_the_same(tmp_path: Path, monkeypatch: pytest.Mon
         table.mark("e1", ["x@1", 1])
         assert table.first_seen("e1") == ["x@1", 1]
     table.flush()
+    assert dict(table.data) == {"e1": ["x@1", 1]}
     other = new_table(tmp_path / "b", "memory://")
     other.apply_changelog_batch(sent.records())
     with acting_for(event(other.app, 1)):
