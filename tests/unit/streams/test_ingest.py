@@ -204,3 +204,26 @@ def test_rows_are_compact_events_and_event_fields_are_what_the_parsers_parse() -
         assert not isinstance(fields, Rejection)
         assert Event(*fields) == parsed
         assert _row(fields) == compact(parsed)
+
+
+class CountingCatalog(dict[str, dict[str, str]]):
+    """The catalog as a Faust table would serve it, counting the lookups."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.lookups: Counter[str] = Counter()
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        self.lookups[key] += 1
+        return super().get(key, default)
+
+
+def test_the_catalog_is_asked_once_per_sku_in_a_batch() -> None:
+    catalog = CountingCatalog(CATALOG)
+    out = run(*[(CLICKSTREAM, click(f"e-{i}", sku="SKU-DENIM", region="CN-ZJ")) for i in range(5)],
+              *[(CLICKSTREAM, click(f"u-{i}", sku="SKU-GONE")) for i in range(3)], catalog=catalog)
+    assert catalog.lookups == {"SKU-DENIM": 1, "SKU-GONE": 1}
+    assert len(orjson.loads(out.niche_messages[DENIM_KEY])["events"]) == 5
+    assert len(out.dead_letters) == 3  # an unknown SKU without attrs: every one of its events
+    run((CLICKSTREAM, click("e-9", sku="SKU-DENIM", region="CN-ZJ")), catalog=catalog)
+    assert catalog.lookups["SKU-DENIM"] == 2  # the next batch asks again: the catalog may have changed
