@@ -73,15 +73,24 @@ class Intake:
         self._failed = 0
 
     async def batches(self, size: int, within: float) -> AsyncIterator[list[RawRecord]]:
-        """Batches of up to `size` records, waiting at most `within` s for one to fill. The batch
-        is committed when the caller asks for the next, once what it produced is delivered."""
+        """Batches of up to `size` records: what has arrived, at once; when nothing has, what
+        arrives within `within` s. The batch is committed when the caller asks for the next, once
+        what it produced is delivered.
+
+        consume(size, within) alone returns only when `size` records are there or `within` has
+        passed, so under light load every record waited out `within` (50 ms of a group buy's
+        latency). Taking what is ready keeps batches large when the worker is behind (the
+        consumer prefetches while a batch is processed) and small when it keeps up."""
         loop = asyncio.get_running_loop()
         self._consumer.subscribe(self._topics)
         pending: asyncio.Future[list[Message]] | None = None
         try:
             while True:
-                pending = loop.run_in_executor(self._pool, self._consumer.consume, size, within)
+                pending = loop.run_in_executor(self._pool, self._consumer.consume, size, 0)
                 msgs = await asyncio.shield(pending)
+                if not msgs:
+                    pending = loop.run_in_executor(self._pool, self._consumer.consume, size, within)
+                    msgs = await asyncio.shield(pending)
                 pending = None
                 records = [RawRecord(m.topic(), m.partition(), m.offset(), m.value())
                            for m in msgs if self._readable(m)]

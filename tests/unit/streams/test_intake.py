@@ -204,3 +204,20 @@ def test_a_full_producer_queue_is_drained_not_dropped(fakes: None) -> None:
     producer.full = 2
     it.produce("niche-events", b"k", b"v")
     assert producer.sent == [("niche-events", b"k", b"v")]
+
+
+async def test_what_has_arrived_is_handed_out_at_once_and_only_an_idle_consumer_waits(fakes: None) -> None:
+    it = intake.Intake(SETTINGS, ["c2m.clickstream"])
+    consumer: FakeConsumer = it._consumer  # type: ignore[assignment]
+    timeouts: list[float] = []
+    consume = consumer.consume
+
+    def recording(n: int, timeout: float) -> list[FakeMessage]:
+        timeouts.append(timeout)
+        return consume(n, timeout)
+
+    consumer.consume = recording  # type: ignore[method-assign]
+    seen = await drive(it, [[FakeMessage("c2m.clickstream", 0, 1)], [], [FakeMessage("c2m.clickstream", 0, 2)]])
+    assert [[r.offset for r in b] for b in seen] == [[1], [2]]
+    # ready records go without waiting; only when none were there does it wait `within` (0.01)
+    assert timeouts == [0, 0, 0.01, 0]
