@@ -39,3 +39,30 @@ def run_probe(code: str, env: dict[str, str]) -> Any:
                           timeout=120)
     assert done.returncode == 0, done.stderr
     return orjson.loads(done.stdout.strip().splitlines()[-1])
+
+
+class FakeMessage:
+    """A confluent_kafka.Message as our clients read one, for tests with fake Kafka clients."""
+
+    def __init__(self, topic: str, partition: int = 0, offset: int = 0, value: bytes | None = b"{}",
+                 error: Any = None, key: bytes | None = None) -> None:
+        self._topic, self._partition, self._offset = topic, partition, offset
+        self._value, self._error, self._key = value, error, key
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def error(self) -> Any:
+        return self._error

@@ -15,6 +15,7 @@ from streams.config import Settings
 from streams.factory_client import FactoryClient, RevisionFilter, Verdict, status_record
 from streams.records import FactoryStatus, TriggerRecord, parse_factory_status, parse_trigger
 from tests.contract_examples import TRIGGER
+from tests.helpers import FakeMessage
 
 NOW = 1_764_000_001_000
 
@@ -116,27 +117,6 @@ def test_capacity_record() -> None:
 # --- the client's loop on fake Kafka clients --------------------------------------------------------
 
 
-class FakeMessage:
-    def __init__(self, value: bytes | None, offset: int, partition: int = 0, topic: str = "c2m.triggers.f-1",
-                 error: Any = None) -> None:
-        self._value, self._offset, self._partition, self._topic, self._error = value, offset, partition, topic, error
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def offset(self) -> int:
-        return self._offset
-
-    def partition(self) -> int:
-        return self._partition
-
-    def topic(self) -> str:
-        return self._topic
-
-    def error(self) -> Any:
-        return self._error
-
-
 class FakeConsumer:
     instances: ClassVar[list[FakeConsumer]] = []
     queue: ClassVar[list[FakeMessage]] = []
@@ -201,7 +181,8 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def queue(*records: Any) -> None:
     """Messages for the next FakeConsumer: dicts are encoded, bytes and None go as they are."""
-    FakeConsumer.queue = [FakeMessage(r if r is None or isinstance(r, bytes) else orjson.dumps(r), offset)
+    FakeConsumer.queue = [FakeMessage("c2m.triggers.f-1", 0, offset,
+                                      r if r is None or isinstance(r, bytes) else orjson.dumps(r))
                           for offset, r in enumerate(records)]
 
 

@@ -12,27 +12,7 @@ from faust.types import TP
 from streams import intake
 from streams.config import Settings
 from streams.ingest import RawRecord
-
-
-class FakeMessage:
-    def __init__(self, topic: str, partition: int, offset: int, value: bytes | None = b"{}",
-                 error: KafkaError | None = None) -> None:
-        self._t, self._p, self._o, self._v, self._e = topic, partition, offset, value, error
-
-    def topic(self) -> str:
-        return self._t
-
-    def partition(self) -> int:
-        return self._p
-
-    def offset(self) -> int:
-        return self._o
-
-    def value(self) -> bytes | None:
-        return self._v
-
-    def error(self) -> KafkaError | None:
-        return self._e
+from tests.helpers import FakeMessage
 
 
 class FakeConsumer:

@@ -15,6 +15,7 @@ from streams import publisher as pub_mod
 from streams.config import Settings
 from streams.publisher import DeliveryFailure, Publisher, PublishError, new_event_id
 from streams.records import DAY_MS, CatalogRecord, Event, parse_catalog, parse_click, parse_order
+from tests.helpers import FakeMessage
 
 ATTRS = {"category": "dress", "style": "boho", "color": "sage", "size": "M"}
 
@@ -28,17 +29,6 @@ class FakeError:
 
     def fatal(self) -> bool:
         return False
-
-
-class FakeMessage:
-    def __init__(self, topic: str, key: bytes | None) -> None:
-        self._topic, self._key = topic, key
-
-    def topic(self) -> str:
-        return self._topic
-
-    def key(self) -> bytes | None:
-        return self._key
 
 
 class FakeProducer:
@@ -65,7 +55,7 @@ class FakeProducer:
         callback = self.config["on_delivery"]
         while self.fail_next:
             topic, key, _ = self.sent[-1]
-            callback(FakeError(self.fail_next.pop(0)), FakeMessage(topic, key))
+            callback(FakeError(self.fail_next.pop(0)), FakeMessage(topic, key=key))
 
     def poll(self, timeout: float = 0) -> int:
         self.polls += 1
