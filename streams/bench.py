@@ -37,13 +37,13 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from models.demand import NicheDemand
 from models.engine import HOUR_MS, DemandEngine, EngineConfig
-from models.planner import NichePlan, PlannerConfig, evidence_of, plan, planning_factory
+from models.planner import NichePlan, PlannerConfig
 from models.routing import CapacityBook, Factory
 from streams import admin, broker, topology
 from streams.config import REPO_ROOT, Settings
 from streams.kafka import quiet_logger
 from streams.publisher import Publisher
-from streams.stage import EVIDENCE_BUCKETS, KEEP_BUCKETS
+from streams.stage import DEMAND, KEEP_BUCKETS, PLANS, Effects, NicheStage
 from streams.workers import WorkerProcess
 
 PARTS = ("ingest", "latency", "memory", "tick")
@@ -378,32 +378,19 @@ def populate(n: int, buckets: int, seed: int = 7) -> Population:
 
 def plan_changed(pop: Population, keys: Collection[str], book: CapacityBook, factories: Sequence[Factory],
                  cfg: PlannerConfig) -> int:
-    """One planning tick over the niches that changed, as the niche stage plans each one: the
-    planning factory, the engine's forecast over its lead time, evidence, plan, then every trigger
-    admitted to the capacity book (a refused one settled back). Returns the triggers admitted."""
-    now, bucket_ms = pop.now_ms, pop.engine.config.bucket_ms
-    admitted = 0
+    """One planning tick over the niches that changed, through the niche stage's own
+    `plan_niche` (planning factory, forecast over its lead time, evidence, plan, admission to the
+    capacity book) reading the population's tables; the plans it writes are stored back.
+    Returns the triggers admitted."""
+    tables = {DEMAND: pop.demand, PLANS: pop.plans}
+    stage = NicheStage(pop.engine, factories, lambda table, key, _niche: tables[table].get(key), cfg)
+    stage.book = book
+    eff = Effects()
     for key in keys:
-        stored = pop.plans[key]
-        niche = stored["niche"]
-        state = NichePlan.from_dict(stored)
-        factory = planning_factory(niche.get("category", ""), state, book, factories, now)
-        if factory is None:
-            continue
-        fc = pop.engine.forecast(key, factory.lead_time_hours * bucket_ms / HOUR_MS, niche)
-        if fc is None:
-            continue
-        forecast = {**fc.to_dict(), "horizon_hours": factory.lead_time_hours}
-        counters = NicheDemand.from_dict(pop.demand[key])
-        evidence = evidence_of(counters, max(now, counters.last_ts_ms), bucket_ms, EVIDENCE_BUCKETS, drift=fc.drift)
-        result = plan(key, niche, state, forecast, evidence, book, factories, now, cfg, factory=factory)
-        for trig in result.triggers:
-            if book.admit(trig, key, factories, now):
-                admitted += 1
-            else:
-                result.state.stock.settle(trig.trigger_id, trig.revision, False)
-        pop.plans[key] = {**result.state.to_dict(), "niche": niche}
-    return admitted
+        stage.plan_niche(key, pop.now_ms, eff)
+    for (table, key), value in eff.latest.items():
+        tables[table][key] = value
+    return len(eff.proposals)
 
 
 @dataclass(frozen=True)
