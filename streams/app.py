@@ -29,7 +29,7 @@ from models.checkpoint import CheckpointError
 from models.engine import HOUR_MS, DemandEngine, EngineConfig
 from models.planner import PlannerConfig
 from models.routing import CapacityBook
-from streams import api, dashboard, kafka, metrics, stores, topology
+from streams import api, dashboard, faust_fixes, kafka, metrics, stores, topology
 from streams.capacity import CapacityDesk
 from streams.config import Settings
 from streams.errors import UserError
@@ -106,6 +106,9 @@ app = faust.App(
     # Changelog writes and repartitioned messages come in bursts of hundreds per batch: 5 ms of
     # linger sends them in a few produce requests rather than one each.
     producer_linger=0.005,
+    # Faust 0.15.3 commits offsets no agent processed around rebalances (streams.faust_fixes; importing
+    # it also puts its consumer in place).
+    Event=faust_fixes.Event,
 )
 # Faust's own metrics under the c2m_ prefix whatever the app id, so dashboards and alerts match.
 setup_prometheus_sensors(app, pattern="/metrics", name_prefix="c2m")
