@@ -29,7 +29,7 @@ from models.checkpoint import CheckpointError
 from models.engine import HOUR_MS, DemandEngine, EngineConfig
 from models.planner import PlannerConfig
 from models.routing import CapacityBook
-from streams import api, dashboard, faust_fixes, kafka, metrics, stores, topology
+from streams import allocator, api, dashboard, faust_fixes, kafka, metrics, stores, topology
 from streams.capacity import CapacityDesk
 from streams.config import Settings
 from streams.errors import UserError
@@ -460,6 +460,12 @@ async def publish_trigger(body: dict[str, Any]) -> None:
     metrics.TRIGGERS.labels(factory, body["action"], kind).inc()
     if body["action"] != "cancel":
         metrics.TRIGGER_UNITS.labels(factory).inc(int(body["units"]))
+
+
+@app.timer(interval=allocator.TRIM_EVERY_S)
+async def trim_malloc() -> None:
+    """Give the free pages in glibc's heap back to the OS (streams.allocator says why)."""
+    await allocator.trim_off_loop()
 
 
 @app.timer(interval=settings.plan_tick_seconds)
