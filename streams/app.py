@@ -183,6 +183,7 @@ class Progress:
     groups_tracked: bool = False
     checkpointed_ms: int = field(default_factory=lambda: int(time.time() * 1000))
     desk: CapacityDesk | None = None
+    niche_behind_s: float = 0.0  # how old the niche agent's last batch was when it got it (the intake's cue)
 
 
 PROGRESS = Progress()
@@ -229,7 +230,7 @@ async def ingest_task() -> None:
     (streams.intake says why this reads with confluent-kafka rather than as a Faust agent)."""
     await app.tables.recovery.completed.wait()  # the catalog global table fills in attributes
     intake = Intake(settings, [CLICKSTREAM, ORDERS], app.monitor)
-    async for records in intake.batches(INGEST_BATCH, BATCH_WITHIN_S):
+    async for records in intake.batches(INGEST_BATCH, BATCH_WITHIN_S, lambda: PROGRESS.niche_behind_s):
         now_ms = int(time.time() * 1000)
         batch = ingest(records, now_ms, TOPOLOGY.niche_attributes, TOPOLOGY.size_bands, catalog_table,
                        settings.max_record_bytes)
@@ -276,6 +277,7 @@ async def niche_agent(stream: faust.StreamT) -> None:
     ingest step re-sent are skipped one by one (streams.ledger). The niche's record, ledger
     included, is written once at the end of the batch."""
     async for events in stream.take_events(BATCH, within=FAST_WITHIN_S):
+        PROGRESS.niche_behind_s = time.time() - min(event.message.timestamp for event in events)
         _restore_engine()
         eff = Effects()
         outcomes: Counter[tuple[str, str, str]] = Counter()

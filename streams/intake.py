@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -30,6 +30,20 @@ from streams.ingest import RawRecord
 from streams.kafka import quiet_logger
 
 log = logging.getLogger(__name__)
+
+
+# While the niche stage keeps up, ingest hands over what has arrived at once (low latency). When
+# it falls behind, ingest lets its batches fill for as long as the stage is behind (at most
+# MAX_HOLD_S): the stage's cost is per niche message, live input in small batches makes about one
+# message per event, and a fuller batch puts more of a niche's events in one message. Waiting
+# adds no delay the stage's backlog was not already adding.
+HOLD_FROM_S = 0.2
+MAX_HOLD_S = 1.0
+
+
+def hold_for(behind_s: float) -> float:
+    """How long to let the next batch fill, given how far behind the niche stage is."""
+    return 0.0 if behind_s < HOLD_FROM_S else min(behind_s, MAX_HOLD_S)
 
 
 class OffsetMonitor(Protocol):
@@ -72,10 +86,12 @@ class Intake:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="c2m-intake")
         self._failed = 0
 
-    async def batches(self, size: int, within: float) -> AsyncIterator[list[RawRecord]]:
+    async def batches(self, size: int, within: float,
+                      behind: Callable[[], float] = lambda: 0.0) -> AsyncIterator[list[RawRecord]]:
         """Batches of up to `size` records: what has arrived, at once; when nothing has, what
         arrives within `within` s. The batch is committed when the caller asks for the next, once
-        what it produced is delivered.
+        what it produced is delivered. `behind()` says how far behind the niche stage is, in
+        seconds: see hold_for.
 
         consume(size, within) alone returns only when `size` records are there or `within` has
         passed, so under light load every record waited out `within` (50 ms of a group buy's
@@ -86,7 +102,8 @@ class Intake:
         pending: asyncio.Future[list[Message]] | None = None
         try:
             while True:
-                pending = loop.run_in_executor(self._pool, self._consumer.consume, size, 0)
+                hold = hold_for(behind())
+                pending = loop.run_in_executor(self._pool, self._consumer.consume, size, hold)
                 msgs = await asyncio.shield(pending)
                 if not msgs:
                     pending = loop.run_in_executor(self._pool, self._consumer.consume, size, within)

@@ -430,9 +430,10 @@ def measure_max(env: dict[str, str], work: Path, events: int, say: Say) -> float
 
     A burst overstates it: a worker reading a backlog takes 5,000 records a batch, ~10 events per
     niche message, while live input comes in small batches, a few events per niche message, and
-    the niche stage's cost is per message. Over a pre-load the worker reached 24,000 events/s, over
-    100,000 events published flat out ~10,000, and live it counted ~3,400 events/s whether offered
-    5,000 or 12,000. So: first `events` flat out (a worker reading from the earliest offset of a
+    the niche stage's cost is per message. Before ingest held its batches for a lagging niche stage
+    (streams.intake.hold_for), the worker reached 24,000 events/s over a pre-load, ~10,000 over
+    100,000 events published flat out, and live it counted ~3,400 events/s whether offered 5,000
+    or 12,000. So: first `events` flat out (a worker reading from the earliest offset of a
     fresh broker's inputs, which hold only these), which bounds the maximum from above; then that
     bound offered steadily, and the maximum is what the worker counts once past the burst's backlog."""
     settings = Settings.from_env(env)

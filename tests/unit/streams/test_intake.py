@@ -111,13 +111,14 @@ def test_security_settings_reach_both_clients() -> None:
 END = FakeMessage("end", 0, 0)
 
 
-async def drive(it: intake.Intake, batches: list[list[FakeMessage]], each: Any = None) -> list[list[RawRecord]]:
+async def drive(it: intake.Intake, batches: list[list[FakeMessage]], each: Any = None,
+                behind: Any = lambda: 0.0) -> list[list[RawRecord]]:
     """The batches the intake hands out for these consumed ones, calling `each(records)` on each;
     a last batch (END) is asked for, so every one before it has had its turn to commit."""
     consumer: FakeConsumer = it._consumer  # type: ignore[assignment]
     consumer.batches = [*batches, [END]]
     seen: list[list[RawRecord]] = []
-    gen = it.batches(100, 0.01)
+    gen = it.batches(100, 0.01, behind)
     async for records in gen:
         if records[0].topic == "end":
             break
@@ -201,3 +202,27 @@ async def test_what_has_arrived_is_handed_out_at_once_and_only_an_idle_consumer_
     assert [[r.offset for r in b] for b in seen] == [[1], [2]]
     # ready records go without waiting; only when none were there does it wait `within` (0.01)
     assert timeouts == [0, 0, 0.01, 0]
+
+
+def test_a_batch_is_held_to_fill_only_while_the_niche_stage_is_behind() -> None:
+    assert intake.hold_for(0.0) == intake.hold_for(intake.HOLD_FROM_S - 0.01) == 0.0
+    assert intake.hold_for(0.5) == 0.5  # as long as the stage is behind: no delay it did not already have
+    assert intake.hold_for(30.0) == intake.MAX_HOLD_S
+
+
+async def test_the_intake_waits_for_a_fuller_batch_when_told_the_stage_is_behind(fakes: None) -> None:
+    it = intake.Intake(SETTINGS, ["c2m.clickstream"])
+    consumer: FakeConsumer = it._consumer  # type: ignore[assignment]
+    timeouts: list[float] = []
+    consume = consumer.consume
+
+    def recording(n: int, timeout: float) -> list[FakeMessage]:
+        timeouts.append(timeout)
+        return consume(n, timeout)
+
+    consumer.consume = recording  # type: ignore[method-assign]
+    behind = iter([0.6, 0.0, 0.0])  # one reading per batch: behind for the first, caught up after
+    seen = await drive(it, [[FakeMessage("c2m.clickstream", 0, 1)], [FakeMessage("c2m.clickstream", 0, 2)]],
+                       behind=lambda: next(behind))
+    assert [[r.offset for r in b] for b in seen] == [[1], [2]]
+    assert timeouts == [0.6, 0, 0]
