@@ -21,12 +21,14 @@ class FakeConsumer:
         self.batches: list[list[FakeMessage]] = []
         self.commits: list[list[tuple[str, int, int]]] = []
         self.seeks: list[tuple[str, int, int]] = []
+        self.timeouts: list[float] = []  # of every consume() call
         self.closed = False
 
     def subscribe(self, topics: list[str]) -> None:
         self.topics = topics
 
     def consume(self, n: int, timeout: float) -> list[FakeMessage]:
+        self.timeouts.append(timeout)
         return self.batches.pop(0) if self.batches else []
 
     def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
@@ -190,18 +192,10 @@ def test_a_full_producer_queue_is_drained_not_dropped(fakes: None) -> None:
 async def test_what_has_arrived_is_handed_out_at_once_and_only_an_idle_consumer_waits(fakes: None) -> None:
     it = intake.Intake(SETTINGS, ["c2m.clickstream"])
     consumer: FakeConsumer = it._consumer  # type: ignore[assignment]
-    timeouts: list[float] = []
-    consume = consumer.consume
-
-    def recording(n: int, timeout: float) -> list[FakeMessage]:
-        timeouts.append(timeout)
-        return consume(n, timeout)
-
-    consumer.consume = recording  # type: ignore[method-assign]
     seen = await drive(it, [[FakeMessage("c2m.clickstream", 0, 1)], [], [FakeMessage("c2m.clickstream", 0, 2)]])
     assert [[r.offset for r in b] for b in seen] == [[1], [2]]
     # ready records go without waiting; only when none were there does it wait `within` (0.01)
-    assert timeouts == [0, 0, 0.01, 0]
+    assert consumer.timeouts == [0, 0, 0.01, 0]
 
 
 def test_a_batch_is_held_to_fill_only_while_the_niche_stage_is_behind() -> None:
@@ -213,16 +207,8 @@ def test_a_batch_is_held_to_fill_only_while_the_niche_stage_is_behind() -> None:
 async def test_the_intake_waits_for_a_fuller_batch_when_told_the_stage_is_behind(fakes: None) -> None:
     it = intake.Intake(SETTINGS, ["c2m.clickstream"])
     consumer: FakeConsumer = it._consumer  # type: ignore[assignment]
-    timeouts: list[float] = []
-    consume = consumer.consume
-
-    def recording(n: int, timeout: float) -> list[FakeMessage]:
-        timeouts.append(timeout)
-        return consume(n, timeout)
-
-    consumer.consume = recording  # type: ignore[method-assign]
     behind = iter([0.6, 0.0, 0.0])  # one reading per batch: behind for the first, caught up after
     seen = await drive(it, [[FakeMessage("c2m.clickstream", 0, 1)], [FakeMessage("c2m.clickstream", 0, 2)]],
                        behind=lambda: next(behind))
     assert [[r.offset for r in b] for b in seen] == [[1], [2]]
-    assert timeouts == [0.6, 0, 0]
+    assert consumer.timeouts == [0.6, 0, 0]
