@@ -26,7 +26,8 @@ def in_ci() -> bool:
 
 
 def unavailable(message: str) -> NoReturn:
-    """No broker to test against: a failure in CI (integration tests must never be skipped there), else a skip."""
+    """Something a test needs is missing here (a broker, Faust's Cython extension, glibc): a failure
+    in CI (no test may be skipped there), else a skip."""
     if in_ci():
         pytest.fail(message, pytrace=False)
     pytest.skip(message)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from streams import allocator
+from tests.helpers import unavailable
 
 
 class FakeLibc:
@@ -71,10 +72,11 @@ def test_the_timer_takes_no_arguments() -> None:
     assert not inspect.signature(allocator.trim_off_loop).parameters
 
 
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc only")
 def test_the_real_glibc_gives_freed_memory_back() -> None:
     """64 MiB in 16 KiB chunks (under the mmap threshold: from the heap), every other one freed, so
     no free space is at the heap's top: only a trim returns it."""
+    if platform.libc_ver()[0] != "glibc":
+        unavailable("glibc only")
     libc = allocator.glibc_malloc()
     assert libc is not None
     libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]

@@ -17,6 +17,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from streams import faust_fixes
+from tests.helpers import unavailable
 
 TOPIC = "fix-niche-events"
 PARTITION = TP(TOPIC, 0)
@@ -37,7 +38,7 @@ def iterator(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
     if request.param == "python":
         monkeypatch.setattr(faust.streams, "_CStreamIterator", None)
     elif faust.streams._CStreamIterator is None:
-        pytest.skip("Faust's Cython extension is not installed")
+        unavailable("Faust's Cython extension is not installed")
     return str(request.param)
 
 
